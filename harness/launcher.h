@@ -1,0 +1,33 @@
+/* The launcher: runs a case's ranks as pinned child processes and supervises them. Never touches CUDA. */
+#ifndef MOE_LAUNCHER_H
+#define MOE_LAUNCHER_H
+
+#include <jansson.h>
+#include <signal.h>
+
+#include "scenario.h"
+#include "topo.h"
+
+struct moe_run_opts {
+	char **sets;
+	int nsets;
+	const char *only;
+	const char *out_dir;
+	enum moe_bind bind;
+	const char *topo_xml;
+	int inject_rank; /* -1: none */
+	char inject_phase[32], inject_kind[16];
+	int corrupt_rank; /* -1: none */
+	long long corrupt_token, corrupt_col;
+	int json_stdout;
+	int quiet;
+};
+
+extern volatile sig_atomic_t moe_interrupted;
+
+/* Run one case. Returns its outcome class (MOE_EXIT_OK, _FAIL for a mismatch, _USAGE for a case the
+ * ranks found invalid, _RANK for a crash/hang/timeout, _SKIP when not runnable here) and its JSON record. */
+int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struct moe_plan *plan,
+		    const struct moe_run_opts *o, const char *exe, json_t **case_json);
+
+#endif

@@ -1,0 +1,513 @@
+/* moebench command line: run, list, topo, help; and the hidden __rank entry the launcher execs. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <hwloc.h>
+#include <jansson.h>
+#include <papi.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "launcher.h"
+#include "moe.h"
+#include "params.h"
+#include "rank.h"
+#include "results.h"
+#include "scenario.h"
+#include "status.h"
+#include "topo.h"
+
+#ifndef MOE_VERSION
+#define MOE_VERSION "0.0.0"
+#endif
+#ifndef MOE_GIT_COMMIT
+#define MOE_GIT_COMMIT "unknown"
+#endif
+#ifndef MOE_SOURCE_DIR
+#define MOE_SOURCE_DIR "."
+#endif
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: moebench COMMAND [OPTIONS] [SCENARIO...]\n"
+		"\n"
+		"Benchmarks and checks the ways a Mixture-of-Experts layer moves tokens between ranks.\n"
+		"\n"
+		"commands:\n"
+		"  run [SCENARIO...]   run the cases of the scenario files (default scenarios/smoke.ini)\n"
+		"  list [SCENARIO...]  print the expanded cases, one a line\n"
+		"  topo                print the machine topology and the rank placement plan\n"
+		"  help [keys]         this text, or every scenario key with its default\n"
+		"\n"
+		"options of run and list:\n"
+		"  --set KEY=VALUE     override a scenario key in every case (repeatable; VALUE may sweep a|b)\n"
+		"  --only GLOB         only cases whose name matches GLOB (fnmatch)\n"
+		"  --backend B         host (the only backend in this build) or auto\n"
+		"  --transport T       shm (host) or auto\n"
+		"  --iters N           timed iterations (scenario key iters)\n"
+		"  --warmup N          discarded warm-up iterations (key warmup)\n"
+		"  --timeout SEC       seconds a case may run before its ranks are killed (key timeout)\n"
+		"  --check C           full, sample:N or off (key check)\n"
+		"options of run:\n"
+		"  --out DIR           results folder (default results/); each run writes DIR/RUN-ID/\n"
+		"  --bind MODE         auto, none, core, numa or gpu (default auto: gpu with GPUs, else core)\n"
+		"  --format F          text (default) or json (run.json also on stdout)\n"
+		"  -q, --quiet         no table on stdout\n"
+		"  -v, --verbose       more messages on stderr (repeatable)\n"
+		"test aids (documented so that tests can plant faults; not for measurements):\n"
+		"  --inject-fault RANK:PHASE:KIND   make RANK crash, hang or exit when it enters PHASE\n"
+		"                                   (KIND crash|hang|exit; PHASE setup|route|dispatch|expert|combine|verify)\n"
+		"  --inject-corrupt RANK:TOKEN:COL  flip one bit of RANK's output before it is verified\n"
+		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
+		"\n"
+		"exit codes: 0 ok, 1 mismatch, 2 usage or scenario error, 3 a rank crashed, hung or timed out,\n"
+		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv.\n");
+}
+
+enum {
+	OPT_SET = 256, OPT_ONLY, OPT_BACKEND, OPT_TRANSPORT, OPT_ITERS, OPT_WARMUP, OPT_TIMEOUT, OPT_CHECK, OPT_OUT,
+	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+	{"set", required_argument, NULL, OPT_SET},
+	{"only", required_argument, NULL, OPT_ONLY},
+	{"backend", required_argument, NULL, OPT_BACKEND},
+	{"transport", required_argument, NULL, OPT_TRANSPORT},
+	{"iters", required_argument, NULL, OPT_ITERS},
+	{"warmup", required_argument, NULL, OPT_WARMUP},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"check", required_argument, NULL, OPT_CHECK},
+	{"out", required_argument, NULL, OPT_OUT},
+	{"bind", required_argument, NULL, OPT_BIND},
+	{"format", required_argument, NULL, OPT_FORMAT},
+	{"inject-fault", required_argument, NULL, OPT_INJECT},
+	{"inject-corrupt", required_argument, NULL, OPT_CORRUPT},
+	{"topo-xml", required_argument, NULL, OPT_TOPO_XML},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, OPT_HELP},
+	{NULL, 0, NULL, 0},
+};
+
+static void add_set(struct moe_run_opts *o, const char *key, const char *val)
+{
+	o->sets = realloc(o->sets, (size_t)(o->nsets + 1) * sizeof(char *));
+	if (!o->sets)
+		abort();
+	size_t n = strlen(key) + strlen(val) + 2;
+	char *s = moe_xmalloc(n);
+	snprintf(s, n, "%s=%s", key, val);
+	o->sets[o->nsets++] = s;
+}
+
+static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->inject_rank = o->corrupt_rank = -1;
+	o->out_dir = "results";
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "qv", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SET: {
+			if (!strchr(optarg, '=')) {
+				fprintf(stderr, "moebench: --set %s: expected KEY=VALUE\n", optarg);
+				return -1;
+			}
+			o->sets = realloc(o->sets, (size_t)(o->nsets + 1) * sizeof(char *));
+			o->sets[o->nsets++] = moe_xstrdup(optarg);
+			break;
+		}
+		case OPT_ONLY: o->only = optarg; break;
+		case OPT_BACKEND: add_set(o, "backend", optarg); break;
+		case OPT_TRANSPORT: add_set(o, "transport", optarg); break;
+		case OPT_ITERS: add_set(o, "iters", optarg); break;
+		case OPT_WARMUP: add_set(o, "warmup", optarg); break;
+		case OPT_TIMEOUT: add_set(o, "timeout", optarg); break;
+		case OPT_CHECK: add_set(o, "check", optarg); break;
+		case OPT_OUT: o->out_dir = optarg; break;
+		case OPT_BIND:
+			if (moe_bind_parse(optarg, &o->bind)) {
+				fprintf(stderr, "moebench: --bind %s: expected auto, none, core, numa or gpu\n", optarg);
+				return -1;
+			}
+			break;
+		case OPT_FORMAT:
+			if (strcmp(optarg, "text") && strcmp(optarg, "json")) {
+				fprintf(stderr, "moebench: --format %s: expected text or json\n", optarg);
+				return -1;
+			}
+			o->json_stdout = !strcmp(optarg, "json");
+			break;
+		case OPT_INJECT: {
+			char ph[32] = "", kind[16] = "";
+			if (sscanf(optarg, "%d:%31[^:]:%15s", &o->inject_rank, ph, kind) != 3 || o->inject_rank < 0 ||
+			    (strcmp(kind, "crash") && strcmp(kind, "hang") && strcmp(kind, "exit"))) {
+				fprintf(stderr, "moebench: --inject-fault %s: expected RANK:PHASE:crash|hang|exit\n", optarg);
+				return -1;
+			}
+			int known = 0;
+			for (int i = 0; i < MOE_PH_COUNT; i++)
+				known |= !strcmp(moe_phase_name(i), ph);
+			if (!known) {
+				fprintf(stderr, "moebench: --inject-fault %s: unknown phase '%s'\n", optarg, ph);
+				return -1;
+			}
+			snprintf(o->inject_phase, sizeof(o->inject_phase), "%s", ph);
+			snprintf(o->inject_kind, sizeof(o->inject_kind), "%s", kind);
+			break;
+		}
+		case OPT_CORRUPT:
+			if (sscanf(optarg, "%d:%lld:%lld", &o->corrupt_rank, &o->corrupt_token, &o->corrupt_col) != 3 ||
+			    o->corrupt_rank < 0 || o->corrupt_token < 0 || o->corrupt_col < 0) {
+				fprintf(stderr, "moebench: --inject-corrupt %s: expected RANK:TOKEN:COLUMN\n", optarg);
+				return -1;
+			}
+			break;
+		case OPT_TOPO_XML: o->topo_xml = optarg; break;
+		case 'q': o->quiet = 1; break;
+		case 'v': moe_log_verbosity++; break;
+		case OPT_HELP: usage(stdout); exit(0);
+		default: return -1;
+		}
+	}
+	return 0;
+}
+
+static const char *default_scenario(void)
+{
+	static char path[4096];
+	if (access("scenarios/smoke.ini", R_OK) == 0)
+		return "scenarios/smoke.ini";
+	snprintf(path, sizeof(path), "%s/scenarios/smoke.ini", MOE_SOURCE_DIR);
+	return path;
+}
+
+static int load_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases)
+{
+	char err[2048];
+	const char *def = default_scenario();
+	int nfiles = argc - optind;
+	for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
+		const char *f = nfiles ? argv[optind + i] : def;
+		if (moe_scenario_load(f, o->sets, o->nsets, cases, err, sizeof(err))) {
+			fprintf(stderr, "moebench: %s\n", err);
+			return -1;
+		}
+	}
+	if (o->only) {
+		int k = 0;
+		for (int i = 0; i < cases->n; i++)
+			if (!fnmatch(o->only, cases->v[i].name, 0))
+				cases->v[k++] = cases->v[i];
+		cases->n = k;
+	}
+	return 0;
+}
+
+/* auto backend and transport become concrete here, where the machine is known */
+static void resolve_auto(struct moe_caselist *cases)
+{
+	for (int i = 0; i < cases->n; i++) {
+		struct moe_params *p = &cases->v[i].p;
+		if (p->backend == MOE_BACKEND_AUTO)
+			p->backend = MOE_BACKEND_HOST; /* the only backend this build has */
+		if (p->transport == MOE_TRANSPORT_AUTO)
+			p->transport = p->backend == MOE_BACKEND_HOST ? MOE_TRANSPORT_SHM : MOE_TRANSPORT_NCCL;
+	}
+}
+
+static int cmd_list(int argc, char **argv)
+{
+	struct moe_run_opts o;
+	struct moe_caselist cases = {0};
+	if (parse_opts(argc, argv, &o))
+		return MOE_EXIT_USAGE;
+	if (load_cases(argc, argv, &o, &cases))
+		return MOE_EXIT_USAGE;
+	for (int i = 0; i < cases.n; i++) {
+		const struct moe_params *p = &cases.v[i].p;
+		char tok[8192];
+		moe_param_render(p, moe_opt_find("tokens"), tok, sizeof(tok));
+		printf("%s\tstrategy=%s partition=%s dp=%lld tp=%lld tokens=%s H=%lld F=%lld E=%lld K=%lld expert=%s "
+		       "routing=%s layers=%lld backend=%s transport=%s\n",
+		       cases.v[i].name, moe_strategy_name(p->strategy), moe_partition_name(p->partition), (long long)p->dp,
+		       (long long)p->tp, tok, (long long)p->hidden, (long long)p->ffn, (long long)p->experts,
+		       (long long)p->topk, moe_word(moe_opt_find("expert"), p->expert),
+		       (moe_param_render(p, moe_opt_find("routing"), tok, sizeof(tok)), tok), (long long)p->layers,
+		       moe_backend_name(p->backend), moe_transport_name(p->transport));
+	}
+	moe_caselist_free(&cases);
+	return 0;
+}
+
+static int cmd_topo(int argc, char **argv)
+{
+	struct moe_run_opts o;
+	if (parse_opts(argc, argv, &o))
+		return MOE_EXIT_USAGE;
+	int nranks = 0;
+	for (int i = 0; i < o.nsets; i++)
+		if (!strncmp(o.sets[i], "ranks=", 6))
+			nranks = atoi(o.sets[i] + 6);
+	hwloc_topology_t topo;
+	char err[512];
+	if (moe_topo_load(&topo, o.topo_xml, err, sizeof(err))) {
+		fprintf(stderr, "moebench: topology: %s\n", err);
+		return MOE_EXIT_FAIL;
+	}
+	struct moe_plan plan;
+	if (!nranks) {
+		/* one rank per GPU, or per core without GPUs */
+		struct moe_plan probe;
+		if (moe_plan_build(topo, 1, o.bind, &probe, err, sizeof(err))) {
+			fprintf(stderr, "moebench: placement: %s\n", err);
+			hwloc_topology_destroy(topo);
+			return MOE_EXIT_FAIL;
+		}
+		nranks = probe.ngpus ? probe.ngpus
+				     : hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE) > 0
+					       ? hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE)
+					       : 1;
+		moe_plan_free(&probe);
+	}
+	if (moe_plan_build(topo, nranks, o.bind, &plan, err, sizeof(err))) {
+		fprintf(stderr, "moebench: placement: %s\n", err);
+		hwloc_topology_destroy(topo);
+		return MOE_EXIT_FAIL;
+	}
+	moe_plan_print(stdout, topo, &plan);
+	moe_plan_free(&plan);
+	hwloc_topology_destroy(topo);
+	return 0;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	moe_interrupted = 1;
+}
+
+static json_t *env_json(int argc, char **argv)
+{
+	struct utsname u;
+	uname(&u);
+	char host[256] = "?", date[64], cpu[256] = "unknown";
+	gethostname(host, sizeof(host));
+	time_t now = time(NULL);
+	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (f) {
+		char line[512];
+		while (fgets(line, sizeof(line), f))
+			if (!strncmp(line, "model name", 10)) {
+				char *c = strchr(line, ':');
+				if (c) {
+					snprintf(cpu, sizeof(cpu), "%s", c + 2);
+					cpu[strcspn(cpu, "\n")] = 0;
+				}
+				break;
+			}
+		fclose(f);
+	}
+	json_t *cmd = json_array();
+	for (int i = 0; i < argc; i++)
+		json_array_append_new(cmd, json_string(argv[i]));
+	char hw[32], papi[32];
+	unsigned hv = hwloc_get_api_version();
+	snprintf(hw, sizeof(hw), "%u.%u.%u", hv >> 16, (hv >> 8) & 0xff, hv & 0xff);
+	snprintf(papi, sizeof(papi), "%d.%d.%d", PAPI_VERSION_MAJOR(PAPI_VERSION), PAPI_VERSION_MINOR(PAPI_VERSION),
+		 PAPI_VERSION_REVISION(PAPI_VERSION));
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:o}", "version", MOE_VERSION, "git_commit",
+			 MOE_GIT_COMMIT, "host", host, "kernel", u.release, "date", date, "cpu", cpu, "ncpus",
+			 (int)sysconf(_SC_NPROCESSORS_ONLN), "hwloc", hw, "papi", papi, "jansson", JANSSON_VERSION,
+			 "command", cmd);
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *s = tmp + 1; *s; s++)
+		if (*s == '/') {
+			*s = 0;
+			if (mkdir(tmp, 0755) && errno != EEXIST)
+				return -1;
+			*s = '/';
+		}
+	return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct moe_run_opts o;
+	struct moe_caselist cases = {0};
+	if (parse_opts(argc, argv, &o))
+		return MOE_EXIT_USAGE;
+	if (load_cases(argc, argv, &o, &cases))
+		return MOE_EXIT_USAGE;
+	if (!cases.n) {
+		fprintf(stderr, "moebench: no case matches --only %s\n", o.only ? o.only : "");
+		return MOE_EXIT_USAGE;
+	}
+	resolve_auto(&cases);
+	char exe[4096];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (k <= 0) {
+		fprintf(stderr, "moebench: readlink /proc/self/exe: %s\n", strerror(errno));
+		return MOE_EXIT_FAIL;
+	}
+	exe[k] = 0;
+	hwloc_topology_t topo;
+	char err[512];
+	if (moe_topo_load(&topo, o.topo_xml, err, sizeof(err))) {
+		fprintf(stderr, "moebench: topology: %s\n", err);
+		return MOE_EXIT_USAGE;
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	char run_id[64], dir[4096];
+	time_t now = time(NULL);
+	strftime(run_id, sizeof(run_id), "%Y%m%d-%H%M%S", localtime(&now));
+	snprintf(run_id + strlen(run_id), sizeof(run_id) - strlen(run_id), "-%d", (int)getpid());
+	snprintf(dir, sizeof(dir), "%s/%s", o.out_dir, run_id);
+	if (mkdir_p(dir)) {
+		fprintf(stderr, "moebench: cannot create results folder %s: %s\n", dir, strerror(errno));
+		hwloc_topology_destroy(topo);
+		return MOE_EXIT_USAGE;
+	}
+	json_t *run = json_object(), *env = env_json(argc, argv), *jcases = json_array();
+	json_object_set_new(run, "schema", json_string(MOE_SCHEMA));
+	json_object_set_new(run, "run_id", json_string(run_id));
+	json_object_set(run, "env", env);
+	json_object_set(run, "cases", jcases);
+	FILE *out = o.quiet || o.json_stdout ? NULL : stdout;
+	int any_rank = 0, any_mismatch = 0, any_usage = 0, nskip = 0, printed_header = 0;
+	double t0 = moe_now_us();
+	for (int i = 0; i < cases.n && !moe_interrupted; i++) {
+		const struct moe_case *c = &cases.v[i];
+		int n = (int)(c->p.dp * c->p.tp);
+		struct moe_plan plan;
+		if (moe_plan_build(topo, n, o.bind, &plan, err, sizeof(err))) {
+			fprintf(stderr, "moebench: case %s: placement: %s\n", c->name, err);
+			any_usage = 1;
+			continue;
+		}
+		if (!printed_header) {
+			char ps[512];
+			snprintf(ps, sizeof(ps), "bind %s, %d GPU%s; per case, rank r gets its share of the cores in rank order",
+				 moe_bind_name(plan.bind), plan.ngpus, plan.ngpus == 1 ? "" : "s");
+			json_object_set_new(env, "placement_summary", json_string(ps));
+			if (out)
+				moe_results_header(out, env);
+			printed_header = 1;
+		}
+		if (isatty(STDERR_FILENO) && !o.quiet)
+			fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed\033[K", i + 1, cases.n, c->name,
+				(moe_now_us() - t0) * 1e-6);
+		json_t *cj;
+		int r = moe_launch_case(c, topo, &plan, &o, exe, &cj);
+		if (isatty(STDERR_FILENO) && !o.quiet)
+			fprintf(stderr, "\r\033[K");
+		json_t *pj = json_array();
+		for (int q = 0; q < plan.nranks; q++)
+			json_array_append_new(pj, json_pack("{s:i,s:i,s:s,s:i}", "rank", q, "gpu", plan.ranks[q].gpu, "cpuset",
+							    plan.ranks[q].cpuset_str, "numa", plan.ranks[q].numa_node));
+		json_object_set_new(cj, "placement", json_pack("{s:s,s:o}", "bind", moe_bind_name(plan.bind), "ranks", pj));
+		moe_plan_free(&plan);
+		json_array_append_new(jcases, cj);
+		if (out) {
+			moe_results_row(out, cj);
+			fflush(out);
+		}
+		any_rank |= r == MOE_EXIT_RANK;
+		any_mismatch |= r == MOE_EXIT_FAIL;
+		any_usage |= r == MOE_EXIT_USAGE;
+		nskip += r == MOE_EXIT_SKIP;
+		/* results so far are on disk after every case: a later crash loses nothing */
+		moe_results_write(dir, run);
+	}
+	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
+	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
+	int wrc = moe_results_write(dir, run);
+	if (out) {
+		moe_results_footer(out, jcases);
+		fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
+	}
+	if (o.json_stdout) {
+		char *s = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		if (s)
+			puts(s);
+		free(s);
+	}
+	/* results/latest points at the newest run */
+	char link[4096];
+	snprintf(link, sizeof(link), "%s/latest", o.out_dir);
+	unlink(link);
+	if (symlink(run_id, link))
+		moe_debug("symlink %s: %s", link, strerror(errno));
+	json_decref(env);
+	json_decref(jcases);
+	json_decref(run);
+	hwloc_topology_destroy(topo);
+	moe_caselist_free(&cases);
+	for (int i = 0; i < o.nsets; i++)
+		free(o.sets[i]);
+	free(o.sets);
+	if (moe_interrupted)
+		return MOE_EXIT_RANK;
+	if (any_rank)
+		return MOE_EXIT_RANK;
+	if (any_usage)
+		return MOE_EXIT_USAGE;
+	if (any_mismatch || wrc)
+		return MOE_EXIT_FAIL;
+	if (nskip == cases.n)
+		return MOE_EXIT_SKIP;
+	return MOE_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return MOE_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "__rank"))
+		return moe_rank_main();
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "list"))
+		return cmd_list(argc - 1, argv + 1);
+	if (!strcmp(cmd, "topo"))
+		return cmd_topo(argc - 1, argv + 1);
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		if (argc > 2 && !strcmp(argv[2], "keys")) {
+			printf("scenario keys ([global] sets defaults; a|b sweeps; a,b is a list):\n");
+			moe_opts_help(stdout);
+			printf("models: %s\n", moe_model_names());
+			return 0;
+		}
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("moebench %s (commit %s)\n", MOE_VERSION, MOE_GIT_COMMIT);
+		return 0;
+	}
+	fprintf(stderr, "moebench: unknown command '%s'\n\n", cmd);
+	usage(stderr);
+	return MOE_EXIT_USAGE;
+}

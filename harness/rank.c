@@ -1,0 +1,574 @@
+/* The rank process: receive the case, build weights and inputs, run warm-up and timed iterations
+ * phase by phase, verify the last iteration against the oracle, report samples and verdict as JSON. */
+#include "rank.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "counters.h"
+#include "moe.h"
+#include "oracle.h"
+#include "params.h"
+#include "rng.h"
+#include "status.h"
+#include "strategy.h"
+#include "transport.h"
+#include "workload.h"
+
+enum inject_kind { INJ_NONE, INJ_CRASH, INJ_HANG, INJ_EXIT };
+
+struct rank_run {
+	struct moe_params p;
+	struct moe_ctx ctx;
+	int boot_fd;
+	char name[MOE_NAME_MAX];
+	int inject_phase;
+	enum inject_kind inject;
+	int64_t corrupt_token, corrupt_col;
+	struct moe_counters ctr;
+	long long ctr_phase[MOE_PH_COUNT][MOE_MAX_EVENTS];
+	/* per timed iteration, per phase */
+	double *samples[MOE_PH_COUNT];
+	int64_t n;        /* rows this rank dispatches per layer */
+	int64_t T, g0;    /* tokens of its DP group and the global id of the first */
+	struct moe_trace trace;
+	/* device buffers per layer: input, output, routing (kept for verification) */
+	moe_bf16 **x, **y;
+	int32_t **idx;
+	float **w;
+	float *base;      /* n x H fp32 shared-expert term */
+	moe_bf16 *shared_y;
+};
+
+static struct rank_run *the_run; /* for moe_phase's fault injection and counters */
+
+static void inject_fault(enum inject_kind k)
+{
+	switch (k) {
+	case INJ_CRASH: raise(SIGSEGV); break;
+	case INJ_HANG:
+		for (;;)
+			pause();
+	case INJ_EXIT: _exit(9);
+	default: break;
+	}
+}
+
+int moe_phase(struct moe_ctx *ctx, int ph)
+{
+	if (ctx->be)
+		MOE_CHECK(ctx->be->sync(ctx->dev));
+	double now = moe_now_us();
+	if (ctx->cur_phase >= 0) {
+		ctx->phase_us[ctx->cur_phase] += now - ctx->phase_t0;
+		if (the_run) {
+			long long v[MOE_MAX_EVENTS];
+			moe_counters_delta(&the_run->ctr, v);
+			for (int i = 0; i < MOE_MAX_EVENTS; i++)
+				the_run->ctr_phase[ctx->cur_phase][i] += v[i];
+		}
+	} else if (the_run)
+		moe_counters_delta(&the_run->ctr, (long long[MOE_MAX_EVENTS]){0});
+	ctx->cur_phase = ph;
+	ctx->phase_t0 = now;
+	if (ph < 0)
+		return MOE_OK;
+	if (ctx->status)
+		atomic_store(&ctx->status->phase[ctx->rank], ph);
+	if (the_run && the_run->inject != INJ_NONE && the_run->inject_phase == ph)
+		inject_fault(the_run->inject);
+	return MOE_OK;
+}
+
+static void phase_end(struct moe_ctx *ctx)
+{
+	moe_phase(ctx, -1);
+	ctx->cur_phase = -1;
+}
+
+static int parse_case(struct rank_run *r, char *text)
+{
+	char err[512];
+	moe_params_defaults(&r->p);
+	r->inject_phase = -1;
+	r->corrupt_token = -1;
+	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] == '@') {
+			char *eq = strchr(line, '=');
+			if (!eq)
+				continue;
+			*eq = 0;
+			const char *k = line + 1, *v = eq + 1;
+			if (!strcmp(k, "name"))
+				snprintf(r->name, sizeof(r->name), "%s", v);
+			else if (!strcmp(k, "base_dir"))
+				snprintf(r->p.base_dir, sizeof(r->p.base_dir), "%s", v);
+			else if (!strcmp(k, "inject")) {
+				char ph[64], kind[16];
+				if (sscanf(v, "%63[^:]:%15s", ph, kind) == 2) {
+					for (int i = 0; i < MOE_PH_COUNT; i++)
+						if (!strcmp(moe_phase_name(i), ph))
+							r->inject_phase = i;
+					r->inject = !strcmp(kind, "crash") ? INJ_CRASH : !strcmp(kind, "hang") ? INJ_HANG : INJ_EXIT;
+				}
+			} else if (!strcmp(k, "corrupt"))
+				sscanf(v, "%lld:%lld", (long long *)&r->corrupt_token, (long long *)&r->corrupt_col);
+			continue;
+		}
+		char *eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		char key[128];
+		snprintf(key, sizeof(key), "%s", line);
+		for (char *e = key + strlen(key); e > key && (e[-1] == ' ' || e[-1] == '\t');)
+			*--e = 0;
+		if (moe_param_set(&r->p, key, eq + 1, err, sizeof(err))) {
+			moe_err("case text: %s: %s", key, err);
+			return MOE_ERR_USAGE;
+		}
+	}
+	return MOE_OK;
+}
+
+static int upload_block(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
+			int64_t cols, moe_bf16 **out)
+{
+	size_t bytes = (size_t)(rows * cols) * sizeof(moe_bf16);
+	moe_bf16 *h = malloc(bytes ? bytes : 1);
+	*out = ctx->be->alloc(ctx->dev, bytes);
+	if (!h || !*out) {
+		free(h);
+		return MOE_ERR_NOMEM;
+	}
+	moe_gen_block(ctx->p, t, layer, row0, rows, cols, h);
+	int rc = ctx->be->h2d(ctx->dev, *out, h, bytes);
+	free(h);
+	return rc;
+}
+
+/* Weights of every layer: router for all experts, FFNs for the experts this rank computes. */
+static int build_weights(struct moe_ctx *ctx)
+{
+	const struct moe_params *p = ctx->p;
+	int64_t E = p->experts, H = p->hidden, F = p->ffn, epr = E / ctx->nranks;
+	ctx->lw = calloc((size_t)p->layers, sizeof(*ctx->lw));
+	if (!ctx->lw)
+		return MOE_ERR_NOMEM;
+	for (int64_t l = 0; l < p->layers; l++) {
+		struct moe_layer_weights *lw = &ctx->lw[l];
+		uint32_t L = (uint32_t)l;
+		MOE_CHECK(upload_block(ctx, MOE_T_GATE, L, 0, E, H, &lw->wg));
+		if (p->route_bias) {
+			float *b = malloc((size_t)E * sizeof(float));
+			lw->bias = ctx->be->alloc(ctx->dev, (size_t)E * sizeof(float));
+			if (!b || !lw->bias) {
+				free(b);
+				return MOE_ERR_NOMEM;
+			}
+			for (int64_t e = 0; e < E; e++)
+				b[e] = moe_gen_bias(p, L, e);
+			int rc = ctx->be->h2d(ctx->dev, lw->bias, b, (size_t)E * sizeof(float));
+			free(b);
+			MOE_CHECK(rc);
+		}
+		lw->w1 = calloc((size_t)E, sizeof(moe_bf16 *));
+		lw->w3 = calloc((size_t)E, sizeof(moe_bf16 *));
+		lw->w2 = calloc((size_t)E, sizeof(moe_bf16 *));
+		if (!lw->w1 || !lw->w3 || !lw->w2)
+			return MOE_ERR_NOMEM;
+		if (p->expert == MOE_EXPERT_SWIGLU) {
+			for (int64_t e = ctx->rank * epr; e < (ctx->rank + 1) * epr; e++) {
+				MOE_CHECK(upload_block(ctx, MOE_T_W1, L, (uint64_t)(e * F), F, H, &lw->w1[e]));
+				MOE_CHECK(upload_block(ctx, MOE_T_W3, L, (uint64_t)(e * F), F, H, &lw->w3[e]));
+				MOE_CHECK(upload_block(ctx, MOE_T_W2, L, (uint64_t)(e * H), H, F, &lw->w2[e]));
+			}
+			if (p->shared_experts) {
+				int64_t FS = F * p->shared_experts;
+				MOE_CHECK(upload_block(ctx, MOE_T_SW1, L, 0, FS, H, &lw->sw1));
+				MOE_CHECK(upload_block(ctx, MOE_T_SW3, L, 0, FS, H, &lw->sw3));
+				MOE_CHECK(upload_block(ctx, MOE_T_SW2, L, 0, H, FS, &lw->sw2));
+			}
+		}
+	}
+	return MOE_OK;
+}
+
+/* Routing of the n dispatched rows of one layer into d_idx / d_w. */
+static int route(struct rank_run *r, int layer, const moe_bf16 *d_x, int32_t *d_idx, float *d_w)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	int64_t K = p->topk, n = r->n;
+	if (p->routing.kind == MOE_ROUTE_ROUTER) {
+		struct moe_route_cfg rc = {
+			.hidden = p->hidden, .experts = p->experts, .topk = K, .groups = p->groups,
+			.topk_groups = p->topk_groups, .sigmoid = p->score == MOE_SCORE_SIGMOID, .norm = p->route_norm,
+			.scale = (float)p->route_scale, .d_bias = ctx->lw[layer].bias,
+		};
+		return ctx->be->route(ctx->dev, &rc, d_x, n, ctx->lw[layer].wg, d_idx, d_w);
+	}
+	/* synthetic routing is drawn on the host (it is a workload, not a kernel) and uploaded */
+	int32_t *hi = malloc((size_t)(n * K + 1) * sizeof(int32_t));
+	float *hw = malloc((size_t)(n * K + 1) * sizeof(float));
+	if (!hi || !hw) {
+		free(hi);
+		free(hw);
+		return MOE_ERR_NOMEM;
+	}
+	for (int64_t i = 0; i < n; i++) {
+		uint64_t g = (uint64_t)(r->g0 + i);
+		moe_route_synth(p, (uint32_t)layer, g, hi + i * K, hw + i * K);
+		if (p->routing.kind == MOE_ROUTE_TRACE)
+			for (int64_t k = 0; k < K; k++)
+				hi[i * K + k] = r->trace.ids[(int64_t)(g % (uint64_t)r->trace.ntokens) * r->trace.topk + k];
+	}
+	int rc = ctx->be->h2d(ctx->dev, d_idx, hi, (size_t)(n * K) * sizeof(int32_t));
+	if (rc == MOE_OK)
+		rc = ctx->be->h2d(ctx->dev, d_w, hw, (size_t)(n * K) * sizeof(float));
+	free(hi);
+	free(hw);
+	return rc;
+}
+
+static int run_iteration(struct rank_run *r)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
+	int64_t H = p->hidden, n = r->n;
+	memset(ctx->phase_us, 0, sizeof(ctx->phase_us));
+	memset(&ctx->bytes, 0, sizeof(ctx->bytes));
+	MOE_CHECK(ctx->xp->barrier(ctx->comm, MOE_GROUP_WORLD));
+	if (p->l2_flush)
+		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
+	double t0 = moe_now_us();
+	for (int l = 0; l < p->layers; l++) {
+		MOE_CHECK(moe_phase(ctx, MOE_PH_route));
+		MOE_CHECK(route(r, l, r->x[l], r->idx[l], r->w[l]));
+		const float *base = NULL;
+		if (p->shared_experts) {
+			/* shared experts are local work on the rank's own rows, counted with the experts */
+			MOE_CHECK(moe_phase(ctx, MOE_PH_expert));
+			const moe_bf16 *s1 = ctx->lw[l].sw1, *s3 = ctx->lw[l].sw3, *s2 = ctx->lw[l].sw2;
+			int64_t cnt = n;
+			struct moe_ffn_cfg fc = {
+				.kind = (enum moe_ffn_kind)p->expert, .hidden = H, .ffn = p->ffn * p->shared_experts,
+				.nexperts = 1, .first_expert = p->experts, .d_w1 = &s1, .d_w3 = &s3, .d_w2 = &s2,
+			};
+			MOE_CHECK(ctx->be->ffn(ctx->dev, &fc, r->x[l], &cnt, NULL, r->shared_y));
+			MOE_CHECK(ctx->be->widen(ctx->dev, r->shared_y, n * H, r->base));
+			base = r->base;
+		}
+		MOE_CHECK(st->layer(ctx, l, r->x[l], n, r->idx[l], r->w[l], base, r->y[l]));
+		phase_end(ctx);
+		if (l + 1 < p->layers) /* residual: x_{l+1} = x_l + y_l */
+			MOE_CHECK(ctx->be->add(ctx->dev, r->x[l], r->y[l], n * H, r->x[l + 1]));
+	}
+	MOE_CHECK(ctx->be->sync(ctx->dev));
+	ctx->phase_us[MOE_PH_done] = moe_now_us() - t0; /* 'done' slot carries the iteration total */
+	return MOE_OK;
+}
+
+static json_t *verify(struct rank_run *r, int *mismatch)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	int64_t H = p->hidden, K = p->topk, n = r->n;
+	json_t *jv = json_object();
+	*mismatch = 0;
+	if (p->check.kind == MOE_CHECK_OFF) {
+		json_object_set_new(jv, "verdict", json_string("ok"));
+		json_object_set_new(jv, "checked", json_integer(0));
+		json_object_set_new(jv, "note", json_string("check = off: not verified"));
+		return jv;
+	}
+	moe_bf16 *x = malloc((size_t)(n * H + 1) * 2), *y = malloc((size_t)(n * H + 1) * 2);
+	int32_t *idx = malloc((size_t)(n * K + 1) * 4);
+	float *w = malloc((size_t)(n * K + 1) * 4);
+	int64_t *gid = malloc((size_t)(n + 1) * 8), *rows = NULL, nrows = n;
+	for (int64_t i = 0; i < n; i++)
+		gid[i] = r->g0 + i;
+	if (p->check.kind == MOE_CHECK_SAMPLE && p->check.sample < n) {
+		/* a seeded choice of distinct rows, the same on every run */
+		nrows = p->check.sample;
+		rows = malloc((size_t)nrows * 8);
+		for (int64_t j = 0, i = 0; i < n && j < nrows; i++) {
+			double u = moe_rng_unit((uint64_t)p->seed, MOE_T_SAMPLE, 0, (uint64_t)(r->g0 + i), 0);
+			if (u * (double)(n - i) < (double)(nrows - j))
+				rows[j++] = i;
+		}
+	}
+	double max_err = 0;
+	int64_t checked = 0;
+	for (int l = 0; l < p->layers && !*mismatch; l++) {
+		ctx->be->d2h(ctx->dev, x, r->x[l], (size_t)(n * H) * 2);
+		ctx->be->d2h(ctx->dev, y, r->y[l], (size_t)(n * H) * 2);
+		ctx->be->d2h(ctx->dev, idx, r->idx[l], (size_t)(n * K) * 4);
+		ctx->be->d2h(ctx->dev, w, r->w[l], (size_t)(n * K) * 4);
+		if (l == p->layers - 1 && r->corrupt_token >= 0 && r->corrupt_token < n && r->corrupt_col < H) {
+			/* test aid: flip one output element so the checker must catch it */
+			y[r->corrupt_token * H + r->corrupt_col] ^= 0x0100;
+		}
+		struct moe_verdict v;
+		int rc = moe_oracle_check(p, (uint32_t)l, n, x, gid, idx, w, y, rows, nrows,
+					  p->routing.kind == MOE_ROUTE_TRACE ? &r->trace : NULL, &v);
+		if (rc != MOE_OK) {
+			json_object_set_new(jv, "verdict", json_string("error"));
+			json_object_set_new(jv, "reason", json_string("oracle failed (out of memory?)"));
+			*mismatch = 2;
+			break;
+		}
+		checked += v.checked;
+		if (v.max_err > max_err)
+			max_err = v.max_err;
+		if (v.bad) {
+			*mismatch = 1;
+			json_t *fb = json_object();
+			json_object_set_new(fb, "rank", json_integer(ctx->rank));
+			json_object_set_new(fb, "layer", json_integer(l));
+			json_object_set_new(fb, "token", json_integer(v.token));
+			json_object_set_new(fb, "global_token", json_integer(v.gid));
+			json_object_set_new(fb, "column", json_integer(v.col));
+			json_object_set_new(fb, "what", json_string(v.what));
+			json_object_set_new(fb, "mismatched_tokens", json_integer(v.mismatched));
+			json_object_set_new(jv, "first_bad", fb);
+		}
+	}
+	if (*mismatch != 2)
+		json_object_set_new(jv, "verdict", json_string(*mismatch ? "mismatch" : "ok"));
+	json_object_set_new(jv, "checked", json_integer(checked));
+	json_object_set_new(jv, "max_err", json_real(max_err));
+	free(x);
+	free(y);
+	free(idx);
+	free(w);
+	free(gid);
+	free(rows);
+	return jv;
+}
+
+static int send_error(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int send_error(int fd, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	moe_msg_send(fd, MOE_MSG_ERROR, buf, strlen(buf));
+	return MOE_ERR_SYSTEM;
+}
+
+static int alloc_layers(struct rank_run *r)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	int64_t L = p->layers, n = r->n, H = p->hidden, K = p->topk;
+	r->x = calloc((size_t)L, sizeof(*r->x));
+	r->y = calloc((size_t)L, sizeof(*r->y));
+	r->idx = calloc((size_t)L, sizeof(*r->idx));
+	r->w = calloc((size_t)L, sizeof(*r->w));
+	if (!r->x || !r->y || !r->idx || !r->w)
+		return MOE_ERR_NOMEM;
+	for (int64_t l = 0; l < L; l++) {
+		r->x[l] = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 2 + 2);
+		r->y[l] = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 2 + 2);
+		r->idx[l] = ctx->be->alloc(ctx->dev, (size_t)(n * K) * 4 + 4);
+		r->w[l] = ctx->be->alloc(ctx->dev, (size_t)(n * K) * 4 + 4);
+		if (!r->x[l] || !r->y[l] || !r->idx[l] || !r->w[l])
+			return MOE_ERR_NOMEM;
+	}
+	r->base = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 4 + 4);
+	r->shared_y = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 2 + 2);
+	if (!r->base || !r->shared_y)
+		return MOE_ERR_NOMEM;
+	/* layer 0 input: the DP group's tokens, rows g0.. of the global token tensor */
+	moe_bf16 *h = malloc((size_t)(n * H) * 2 + 2);
+	if (!h)
+		return MOE_ERR_NOMEM;
+	moe_gen_block(p, MOE_T_X, 0, (uint64_t)r->g0, n, H, h);
+	int rc = ctx->be->h2d(ctx->dev, r->x[0], h, (size_t)(n * H) * 2);
+	free(h);
+	return rc;
+}
+
+static json_t *samples_json(struct rank_run *r, int iters)
+{
+	json_t *s = json_object();
+	for (int ph = 0; ph < MOE_PH_COUNT; ph++) {
+		if (!r->samples[ph])
+			continue;
+		json_t *a = json_array();
+		for (int i = 0; i < iters; i++)
+			json_array_append_new(a, json_real(r->samples[ph][i]));
+		json_object_set_new(s, ph == MOE_PH_done ? "total" : moe_phase_name(ph), a);
+	}
+	return s;
+}
+
+int moe_rank_main(void)
+{
+	const char *e_rank = getenv("MOEBENCH_RANK"), *e_n = getenv("MOEBENCH_NRANKS");
+	const char *e_boot = getenv("MOEBENCH_BOOT_FD"), *e_shm = getenv("MOEBENCH_SHM_FD");
+	if (!e_rank || !e_n || !e_boot || !e_shm) {
+		fprintf(stderr, "moebench __rank is started by the launcher (moebench run), not by hand\n");
+		return MOE_EXIT_USAGE;
+	}
+	static struct rank_run run;
+	struct rank_run *r = &run;
+	struct moe_ctx *ctx = &r->ctx;
+	ctx->rank = atoi(e_rank);
+	ctx->nranks = atoi(e_n);
+	ctx->cur_phase = -1;
+	r->boot_fd = atoi(e_boot);
+	moe_log_rank = ctx->rank;
+	int shm_fd = atoi(e_shm);
+	uint32_t type;
+	char *text;
+	size_t len;
+	if (moe_msg_recv(r->boot_fd, &type, &text, &len) || type != MOE_MSG_CASE) {
+		moe_err("no case from the launcher: %s", strerror(errno));
+		return MOE_EXIT_RANK;
+	}
+	int rc = parse_case(r, text);
+	free(text);
+	if (rc)
+		return send_error(r->boot_fd, "bad case text"), MOE_EXIT_USAGE;
+	const struct moe_params *p = &r->p;
+	ctx->p = p;
+	ctx->d = ctx->rank / (int)p->tp;
+	ctx->t = ctx->rank % (int)p->tp;
+
+	off_t shm_bytes = lseek(shm_fd, 0, SEEK_END);
+	void *shm = mmap(NULL, (size_t)shm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
+	if (shm == MAP_FAILED)
+		return send_error(r->boot_fd, "mmap of the case segment (%lld bytes): %s", (long long)shm_bytes, strerror(errno)),
+		       MOE_EXIT_RANK;
+	ctx->status = shm;
+	the_run = r;
+	moe_phase(ctx, MOE_PH_setup);
+
+	ctx->tokens = calloc((size_t)p->dp, sizeof(int64_t));
+	moe_tokens_resolve(p, ctx->tokens);
+	for (int i = 0; i < ctx->nranks; i++) {
+		int64_t rows = moe_rows_dispatched(p, ctx->tokens, i);
+		ctx->max_rows = MOE_MAX(ctx->max_rows, rows);
+		ctx->sum_rows += rows;
+	}
+	r->T = ctx->tokens[ctx->d];
+	for (int d = 0; d < ctx->d; d++)
+		r->g0 += ctx->tokens[d];
+	r->n = moe_rows_dispatched(p, ctx->tokens, ctx->rank);
+	if (p->routing.kind == MOE_ROUTE_TRACE) {
+		char err[512], path[2 * MOE_PATH_MAX + 2];
+		if (p->routing.trace[0] == '/')
+			snprintf(path, sizeof(path), "%s", p->routing.trace);
+		else
+			snprintf(path, sizeof(path), "%s/%s", p->base_dir[0] ? p->base_dir : ".", p->routing.trace);
+		if (moe_trace_load(path, p->experts, &r->trace, err, sizeof(err)))
+			return send_error(r->boot_fd, "%s", err), MOE_EXIT_USAGE;
+		if (r->trace.topk != p->topk)
+			return send_error(r->boot_fd, "%s: %lld ids per token, but topk = %lld", path,
+					  (long long)r->trace.topk, (long long)p->topk),
+			       MOE_EXIT_USAGE;
+	}
+
+	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
+	ctx->be = moe_backend_find(moe_backend_name(p->backend));
+	ctx->xp = moe_transport_find(moe_transport_name(p->transport));
+	if (!st || !ctx->be || !ctx->xp)
+		return send_error(r->boot_fd, "strategy %s, backend %s or transport %s is not built in",
+				  moe_strategy_name(p->strategy), moe_backend_name(p->backend),
+				  moe_transport_name(p->transport)),
+		       MOE_EXIT_SKIP;
+	if ((rc = ctx->be->init(&ctx->dev, -1)) != MOE_OK)
+		return send_error(r->boot_fd, "backend %s init failed (status %d)", ctx->be->name, rc), MOE_EXIT_RANK;
+	size_t ctl = MOE_STATUS_BYTES;
+	struct moe_comm_info ci = {
+		.rank = ctx->rank, .nranks = ctx->nranks, .dp = (int)p->dp, .tp = (int)p->tp, .boot_fd = r->boot_fd,
+		.shm = (char *)shm + ctl, .shm_bytes = (size_t)shm_bytes - ctl,
+		.heap_per_rank = st->sym_bytes(p, ctx->max_rows, ctx->sum_rows), .be = ctx->be, .dev = ctx->dev,
+	};
+	if ((rc = ctx->xp->init(&ctx->comm, &ci)) != MOE_OK)
+		return send_error(r->boot_fd, "transport %s init failed (status %d)", ctx->xp->name, rc), MOE_EXIT_RANK;
+	if ((rc = build_weights(ctx)) || (rc = alloc_layers(r)) || (rc = st->setup(ctx)))
+		return send_error(r->boot_fd, "setup failed (status %d): out of memory?", rc), MOE_EXIT_RANK;
+
+	moe_counters_start(&r->ctr);
+	int iters = (int)p->iters, warm = (int)p->warmup;
+	for (int ph = 0; ph < MOE_PH_COUNT; ph++)
+		if (ph == MOE_PH_route || ph == MOE_PH_dispatch || ph == MOE_PH_expert || ph == MOE_PH_combine ||
+		    ph == MOE_PH_tp_merge || ph == MOE_PH_fetch_wait || ph == MOE_PH_done)
+			r->samples[ph] = calloc((size_t)iters, sizeof(double));
+	struct moe_bytes bytes = {0, 0};
+	for (int it = 0; it < warm + iters; it++) {
+		if (it == warm)
+			memset(r->ctr_phase, 0, sizeof(r->ctr_phase));
+		atomic_store(&ctx->status->iter[ctx->rank], it);
+		if ((rc = run_iteration(r)) != MOE_OK)
+			return send_error(r->boot_fd, "iteration %d failed in phase %s (status %d)", it,
+					  moe_phase_name(atomic_load(&ctx->status->phase[ctx->rank])), rc),
+			       MOE_EXIT_RANK;
+		if (it >= warm)
+			for (int ph = 0; ph < MOE_PH_COUNT; ph++)
+				if (r->samples[ph])
+					r->samples[ph][it - warm] = ctx->phase_us[ph];
+		bytes = ctx->bytes;
+	}
+	moe_counters_stop(&r->ctr);
+
+	moe_phase(ctx, MOE_PH_verify);
+	int mismatch;
+	json_t *res = verify(r, &mismatch);
+	moe_phase(ctx, MOE_PH_report);
+	json_object_set_new(res, "rank", json_integer(ctx->rank));
+	json_object_set_new(res, "pid", json_integer(getpid()));
+	json_object_set_new(res, "rows", json_integer(r->n));
+	json_object_set_new(res, "tokens", json_integer(r->T));
+	json_object_set_new(res, "samples_us", samples_json(r, iters));
+	json_t *jb = json_object();
+	json_object_set_new(jb, "logical", json_integer(bytes.logical));
+	json_object_set_new(jb, "wire", json_integer(bytes.wire));
+	json_object_set_new(res, "bytes", jb);
+	json_t *jc = json_object();
+	json_object_set_new(jc, "available", json_boolean(r->ctr.available));
+	if (r->ctr.why[0])
+		json_object_set_new(jc, "note", json_string(r->ctr.why));
+	json_t *evs = json_array(), *per = json_object();
+	for (int i = 0; i < r->ctr.nevents; i++)
+		json_array_append_new(evs, json_string(r->ctr.names[i]));
+	for (int ph = 0; ph < MOE_PH_COUNT && r->ctr.nevents; ph++) {
+		if (!r->samples[ph] || ph == MOE_PH_done)
+			continue;
+		json_t *o = json_object();
+		for (int i = 0; i < r->ctr.nevents; i++)
+			json_object_set_new(o, r->ctr.names[i], json_real((double)r->ctr_phase[ph][i] / iters));
+		json_object_set_new(per, moe_phase_name(ph), o);
+	}
+	json_object_set_new(jc, "events", evs);
+	json_object_set_new(jc, "per_iteration", per);
+	json_object_set_new(res, "counters", jc);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	json_object_set_new(res, "peak_rss_kib", json_integer(ru.ru_maxrss));
+	char *out = json_dumps(res, JSON_COMPACT);
+	json_decref(res);
+	if (!out || moe_msg_send(r->boot_fd, MOE_MSG_RESULT, out, strlen(out)))
+		return MOE_EXIT_RANK;
+	free(out);
+	moe_phase(ctx, MOE_PH_done);
+	st->teardown(ctx);
+	ctx->xp->fini(ctx->comm);
+	ctx->be->fini(ctx->dev);
+	return mismatch == 1 ? MOE_EXIT_FAIL : MOE_EXIT_OK;
+}

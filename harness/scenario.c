@@ -1,0 +1,358 @@
+/* Scenario parsing (libinih) and expansion of sweeps into cases; every error names file, line and key. */
+#include "scenario.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moe.h"
+
+struct entry {
+	char section[MOE_NAME_MAX];
+	char key[64];
+	char *value;
+	int line; /* 0 for --set */
+};
+
+struct sections {
+	char name[MOE_NAME_MAX];
+	int line;
+};
+
+struct parse_state {
+	const char *path;
+	int lineno;
+	struct entry *e;
+	int n, cap;
+	struct sections *sec;
+	int nsec, capsec;
+	char err[1024];
+	int failed;
+};
+
+static void add_section(struct parse_state *ps, const char *name)
+{
+	for (int i = 0; i < ps->nsec; i++)
+		if (!strcmp(ps->sec[i].name, name)) {
+			if (!ps->failed)
+				snprintf(ps->err, sizeof(ps->err), "%s:%d: section [%s] appears twice (first on line %d)",
+					 ps->path, ps->lineno, name, ps->sec[i].line);
+			ps->failed = 1;
+			return;
+		}
+	if (ps->nsec == ps->capsec) {
+		ps->capsec = ps->capsec ? 2 * ps->capsec : 16;
+		ps->sec = realloc(ps->sec, (size_t)ps->capsec * sizeof(*ps->sec));
+		if (!ps->sec)
+			abort();
+	}
+	snprintf(ps->sec[ps->nsec].name, MOE_NAME_MAX, "%s", name);
+	ps->sec[ps->nsec++].line = ps->lineno;
+}
+
+/* Line reader for inih that counts lines and sees section headers (so empty and repeated sections,
+ * which inih does not report, are found, and each case knows its header line). */
+static char *reader(char *str, int num, void *stream)
+{
+	struct parse_state *ps = ((void **)stream)[1];
+	char *r = fgets(str, num, ((void **)stream)[0]);
+	if (!r)
+		return r;
+	ps->lineno++;
+	const char *s = str;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s == '[') {
+		const char *e = strchr(s, ']');
+		if (e && (size_t)(e - s - 1) < MOE_NAME_MAX - 64) {
+			char name[MOE_NAME_MAX];
+			const char *a = s + 1;
+			while (*a == ' ' || *a == '\t')
+				a++;
+			size_t n = (size_t)(e - a);
+			while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
+				n--;
+			memcpy(name, a, n);
+			name[n] = 0;
+			if (!n) {
+				if (!ps->failed)
+					snprintf(ps->err, sizeof(ps->err), "%s:%d: empty section name", ps->path, ps->lineno);
+				ps->failed = 1;
+			} else
+				add_section(ps, name);
+		} else if (e) {
+			if (!ps->failed)
+				snprintf(ps->err, sizeof(ps->err), "%s:%d: section name longer than %d characters", ps->path,
+					 ps->lineno, MOE_NAME_MAX - 64);
+			ps->failed = 1;
+		}
+	}
+	return r;
+}
+
+static int add_entry(struct parse_state *ps, const char *section, const char *key, const char *value, int line)
+{
+	if (ps->n == ps->cap) {
+		ps->cap = ps->cap ? 2 * ps->cap : 64;
+		ps->e = realloc(ps->e, (size_t)ps->cap * sizeof(*ps->e));
+		if (!ps->e)
+			abort();
+	}
+	struct entry *e = &ps->e[ps->n++];
+	snprintf(e->section, sizeof(e->section), "%s", section);
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->value = moe_xstrdup(value);
+	e->line = line;
+	return 0;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_state *ps = user;
+	if (ps->failed)
+		return 0;
+	if (!section[0]) {
+		snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s' is outside any section; put it under [global] or a case",
+			 ps->path, ps->lineno, name);
+		ps->failed = 1;
+		return 0;
+	}
+	if (!name) /* a section header alone (INI_CALL_HANDLER_ON_NEW_SECTION builds) */
+		return 1;
+	if (!moe_opt_find(name)) {
+		snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': unknown key (moebench help keys lists them)", ps->path,
+			 ps->lineno, name);
+		ps->failed = 1;
+		return 0;
+	}
+	for (int i = 0; i < ps->n; i++)
+		if (!strcmp(ps->e[i].section, section) && !strcmp(ps->e[i].key, name)) {
+			snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': set twice in [%s] (first on line %d)", ps->path,
+				 ps->lineno, name, section, ps->e[i].line);
+			ps->failed = 1;
+			return 0;
+		}
+	if (!value[0]) {
+		snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': empty value", ps->path, ps->lineno, name);
+		ps->failed = 1;
+		return 0;
+	}
+	return add_entry(ps, section, name, value, ps->lineno) == 0;
+}
+
+/* The values of one key, split on '|'. */
+static int split_sweep(const char *v, char ***out)
+{
+	int n = 1;
+	for (const char *s = v; *s; s++)
+		n += *s == '|';
+	char **parts = moe_xcalloc((size_t)n, sizeof(char *));
+	char *copy = moe_xstrdup(v), *save = NULL;
+	int i = 0;
+	for (char *tok = strtok_r(copy, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		char *e = tok + strlen(tok);
+		while (e > tok && (e[-1] == ' ' || e[-1] == '\t'))
+			*--e = 0;
+		parts[i++] = moe_xstrdup(tok);
+	}
+	free(copy);
+	*out = parts;
+	return i;
+}
+
+static void push_case(struct moe_caselist *l, const struct moe_case *c)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		l->v = realloc(l->v, (size_t)l->cap * sizeof(*l->v));
+		if (!l->v)
+			abort();
+	}
+	l->v[l->n++] = *c;
+}
+
+static void where(char *buf, size_t len, const char *path, const struct entry *e)
+{
+	if (e->line)
+		snprintf(buf, len, "%s:%d", path, e->line);
+	else
+		snprintf(buf, len, "--set %s", e->key);
+}
+
+/* Expand one section: the merged entries (global, then section, then --set), each possibly swept. */
+static int expand(const char *path, const char *base_dir, const struct sections *sec, struct entry **m, int nm,
+		  struct moe_caselist *out, char *err, size_t errlen)
+{
+	char ***vals = moe_xcalloc((size_t)nm + 1, sizeof(char **));
+	int *nv = moe_xcalloc((size_t)nm + 1, sizeof(int)), *pick = moe_xcalloc((size_t)nm + 1, sizeof(int));
+	int rc = -1;
+	long long combos = 1;
+	for (int i = 0; i < nm; i++) {
+		nv[i] = split_sweep(m[i]->value, &vals[i]);
+		if (nv[i] == 0) {
+			char w[MOE_PATH_MAX + 32];
+			where(w, sizeof(w), path, m[i]);
+			snprintf(err, errlen, "%s: key '%s': empty sweep '%s'", w, m[i]->key, m[i]->value);
+			goto out;
+		}
+		combos *= nv[i];
+		if (combos > 100000) {
+			snprintf(err, errlen, "%s:%d: section [%s] expands to more than 100000 cases", path, sec->line, sec->name);
+			goto out;
+		}
+	}
+	for (;;) {
+		struct moe_case c;
+		memset(&c, 0, sizeof(c));
+		moe_params_defaults(&c.p);
+		snprintf(c.p.base_dir, sizeof(c.p.base_dir), "%s", base_dir);
+		snprintf(c.file, sizeof(c.file), "%s", path);
+		c.line = sec->line;
+		size_t nl = (size_t)snprintf(c.name, sizeof(c.name), "%s", sec->name);
+		/* model first, so explicit shape keys override its preset wherever they appear */
+		for (int pass = 0; pass < 2; pass++)
+			for (int i = 0; i < nm; i++) {
+				int is_model = !strcmp(m[i]->key, "model");
+				if (is_model != (pass == 0))
+					continue;
+				char e2[512], w[MOE_PATH_MAX + 32];
+				if (moe_param_set(&c.p, m[i]->key, vals[i][pick[i]], e2, sizeof(e2))) {
+					where(w, sizeof(w), path, m[i]);
+					snprintf(err, errlen, "%s: key '%s': %s", w, m[i]->key, e2);
+					goto out;
+				}
+			}
+		for (int i = 0; i < nm; i++)
+			if (nv[i] > 1 && nl < sizeof(c.name))
+				nl += (size_t)snprintf(c.name + nl, sizeof(c.name) - nl, "/%s=%s", m[i]->key, vals[i][pick[i]]);
+		if (nl >= sizeof(c.name)) {
+			snprintf(err, errlen, "%s:%d: case name of [%s] with its sweep suffix is longer than %d characters", path,
+				 sec->line, sec->name, MOE_NAME_MAX - 1);
+			goto out;
+		}
+		char key[64], e2[512];
+		if (moe_params_validate(&c.p, key, sizeof(key), e2, sizeof(e2))) {
+			char w[MOE_PATH_MAX + 32];
+			snprintf(w, sizeof(w), "%s:%d", path, sec->line);
+			for (int i = 0; i < nm; i++)
+				if (!strcmp(m[i]->key, key))
+					where(w, sizeof(w), path, m[i]);
+			snprintf(err, errlen, "%s: key '%s': %s (case %s)", w, key, e2, c.name);
+			goto out;
+		}
+		push_case(out, &c);
+		int i = 0;
+		while (i < nm && ++pick[i] == nv[i])
+			pick[i++] = 0;
+		if (i == nm)
+			break;
+	}
+	rc = 0;
+out:
+	for (int i = 0; i < nm; i++) {
+		for (int j = 0; j < nv[i]; j++)
+			free(vals[i][j]);
+		free(vals[i]);
+	}
+	free(vals);
+	free(nv);
+	free(pick);
+	return rc;
+}
+
+int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe_caselist *out, char *err,
+		      size_t errlen)
+{
+	struct parse_state ps = {.path = path};
+	int rc = -1;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	void *stream[2] = {f, &ps};
+	ini_allow_multiline = false; /* a continuation line would make line numbers lie */
+	ini_stop_on_first_error = true;
+	int r = ini_parse_stream(reader, stream, handler, &ps);
+	fclose(f);
+	if (ps.failed) {
+		snprintf(err, errlen, "%s", ps.err);
+		goto out;
+	}
+	if (r > 0) {
+		snprintf(err, errlen, "%s:%d: not INI syntax (expected [section] or key = value)", path, r);
+		goto out;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "%s: cannot read", path);
+		goto out;
+	}
+	int base = ps.n;
+	for (int i = 0; i < nsets; i++) {
+		const char *eq = strchr(sets[i], '=');
+		char key[64];
+		if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof(key)) {
+			snprintf(err, errlen, "--set %s: expected KEY=VALUE", sets[i]);
+			goto out;
+		}
+		memcpy(key, sets[i], (size_t)(eq - sets[i]));
+		key[eq - sets[i]] = 0;
+		if (!moe_opt_find(key)) {
+			snprintf(err, errlen, "--set %s: unknown key '%s' (moebench help keys lists them)", sets[i], key);
+			goto out;
+		}
+		add_entry(&ps, "\x01set", key, eq + 1, 0);
+	}
+	char dirbuf[PATH_MAX], base_dir[PATH_MAX];
+	if (!realpath(path, dirbuf))
+		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+	snprintf(base_dir, sizeof(base_dir), "%s", dirname(dirbuf));
+	int ncases = 0;
+	for (int s = 0; s < ps.nsec; s++) {
+		if (!strcmp(ps.sec[s].name, "global"))
+			continue;
+		ncases++;
+		struct entry **m = moe_xcalloc((size_t)ps.n + 1, sizeof(*m));
+		int nm = 0;
+		/* later sources override earlier ones: global < section < --set */
+		const char *order[3] = {"global", ps.sec[s].name, "\x01set"};
+		for (int o = 0; o < 3; o++)
+			for (int i = 0; i < ps.n; i++) {
+				if (strcmp(ps.e[i].section, order[o]) || (o < 2 && i >= base))
+					continue;
+				int j = 0;
+				while (j < nm && strcmp(m[j]->key, ps.e[i].key))
+					j++;
+				m[j] = &ps.e[i];
+				if (j == nm)
+					nm++;
+			}
+		int er = expand(path, base_dir, &ps.sec[s], m, nm, out, err, errlen);
+		free(m);
+		if (er)
+			goto out;
+	}
+	if (!ncases) {
+		snprintf(err, errlen, "%s: no cases (every section but [global] is a case)", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	for (int i = 0; i < ps.n; i++)
+		free(ps.e[i].value);
+	free(ps.e);
+	free(ps.sec);
+	return rc;
+}
+
+void moe_caselist_free(struct moe_caselist *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}

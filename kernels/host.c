@@ -1,0 +1,366 @@
+/* Host (CPU) kernel backend: the same interface as the GPU one, fp32 arithmetic on bf16 data, OpenBLAS GEMMs. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+struct moe_dev {
+	char *flush_buf;
+	size_t flush_bytes;
+};
+
+static int host_init(struct moe_dev **dev, int gpu)
+{
+	(void)gpu;
+	struct moe_dev *d = calloc(1, sizeof(*d));
+	if (!d)
+		return MOE_ERR_NOMEM;
+	openblas_set_num_threads(1); /* one rank per core: BLAS threads would fight the other ranks */
+	*dev = d;
+	return MOE_OK;
+}
+
+static void host_fini(struct moe_dev *dev)
+{
+	if (!dev)
+		return;
+	free(dev->flush_buf);
+	free(dev);
+}
+
+static void *host_alloc(struct moe_dev *dev, size_t bytes)
+{
+	(void)dev;
+	void *p = NULL;
+	if (posix_memalign(&p, 64, bytes ? bytes : 64))
+		return NULL;
+	return p;
+}
+
+static void host_free(struct moe_dev *dev, void *p)
+{
+	(void)dev;
+	free(p);
+}
+
+static int host_copy(struct moe_dev *dev, void *dst, const void *src, size_t bytes)
+{
+	(void)dev;
+	if (bytes)
+		memmove(dst, src, bytes);
+	return MOE_OK;
+}
+
+static int host_memset(struct moe_dev *dev, void *dst, int byte, size_t bytes)
+{
+	(void)dev;
+	memset(dst, byte, bytes);
+	return MOE_OK;
+}
+
+static int host_sync(struct moe_dev *dev)
+{
+	(void)dev;
+	return MOE_OK;
+}
+
+static float *widen_alloc(const moe_bf16 *src, int64_t n)
+{
+	float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+	if (!f)
+		return NULL;
+	for (int64_t i = 0; i < n; i++)
+		f[i] = moe_bf16_to_f32(src[i]);
+	return f;
+}
+
+/* Is score a better than b? Higher wins; equal scores go to the lower id. */
+static int better(float a, int ia, float b, int ib)
+{
+	return a > b || (a == b && ia < ib);
+}
+
+static int host_route(struct moe_dev *dev, const struct moe_route_cfg *c, const moe_bf16 *x, int64_t n,
+		      const moe_bf16 *wg, int32_t *idx, float *w)
+{
+	(void)dev;
+	int64_t H = c->hidden, E = c->experts, K = c->topk;
+	if (n == 0)
+		return MOE_OK;
+	float *xf = widen_alloc(x, n * H), *gf = widen_alloc(wg, E * H);
+	float *logits = malloc((size_t)(n * E) * sizeof(float));
+	float *sel = malloc((size_t)E * sizeof(float));
+	float *gscore = malloc((size_t)c->groups * sizeof(float));
+	int rc = MOE_ERR_NOMEM;
+	if (!xf || !gf || !logits || !sel || !gscore)
+		goto out;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)E, (int)H, 1.0f, xf, (int)H, gf, (int)H,
+		    0.0f, logits, (int)E);
+	for (int64_t t = 0; t < n; t++) {
+		float *p = logits + t * E;
+		if (c->sigmoid) {
+			for (int64_t e = 0; e < E; e++)
+				p[e] = 1.0f / (1.0f + expf(-p[e]));
+		} else {
+			float mx = p[0], s = 0;
+			for (int64_t e = 1; e < E; e++)
+				mx = fmaxf(mx, p[e]);
+			for (int64_t e = 0; e < E; e++)
+				s += (p[e] = expf(p[e] - mx));
+			for (int64_t e = 0; e < E; e++)
+				p[e] /= s;
+		}
+		for (int64_t e = 0; e < E; e++)
+			sel[e] = p[e] + (c->d_bias ? c->d_bias[e] : 0.0f);
+		if (c->groups > 1) {
+			int64_t per = E / c->groups;
+			for (int64_t g = 0; g < c->groups; g++) {
+				float a = -INFINITY, b = -INFINITY;
+				for (int64_t e = g * per; e < (g + 1) * per; e++) {
+					if (sel[e] > a) {
+						b = a;
+						a = sel[e];
+					} else if (sel[e] > b)
+						b = sel[e];
+				}
+				gscore[g] = a + b;
+			}
+			/* keep the best topk_groups groups; mask the rest */
+			for (int64_t g = 0; g < c->groups; g++) {
+				int64_t better_groups = 0;
+				for (int64_t h = 0; h < c->groups; h++)
+					better_groups += better(gscore[h], (int)h, gscore[g], (int)g);
+				if (better_groups >= c->topk_groups)
+					for (int64_t e = g * per; e < (g + 1) * per; e++)
+						sel[e] = -INFINITY;
+			}
+		}
+		float sum = 0;
+		for (int64_t k = 0; k < K; k++) {
+			int best = -1;
+			for (int64_t e = 0; e < E; e++) {
+				if (sel[e] == -INFINITY)
+					continue; /* outside the kept groups */
+				int taken = 0;
+				for (int64_t j = 0; j < k; j++)
+					taken |= idx[t * K + j] == e;
+				if (taken)
+					continue;
+				if (best < 0 || better(sel[e], (int)e, sel[best], best))
+					best = (int)e;
+			}
+			idx[t * K + k] = best;
+			w[t * K + k] = p[best];
+			sum += p[best];
+		}
+		for (int64_t k = 0; k < K; k++) {
+			if (c->norm)
+				w[t * K + k] /= sum + 1e-20f;
+			w[t * K + k] *= c->scale;
+		}
+	}
+	rc = MOE_OK;
+out:
+	free(xf);
+	free(gf);
+	free(logits);
+	free(sel);
+	free(gscore);
+	return rc;
+}
+
+static int host_bucket(struct moe_dev *dev, const int32_t *key, int64_t m, int32_t key_off, int32_t key_div,
+		       int64_t nb, int64_t *counts, int32_t *pos)
+{
+	(void)dev;
+	int64_t *next = calloc((size_t)nb + 1, sizeof(int64_t));
+	if (!next)
+		return MOE_ERR_NOMEM;
+	memset(counts, 0, (size_t)nb * sizeof(int64_t));
+	for (int64_t i = 0; i < m; i++) {
+		if (key[i] < 0)
+			continue;
+		int64_t b = (key[i] - key_off) / key_div;
+		if (b < 0 || b >= nb) {
+			free(next);
+			return MOE_ERR_SYSTEM; /* a key outside the buckets is a caller bug */
+		}
+		counts[b]++;
+	}
+	for (int64_t b = 1; b < nb; b++)
+		next[b] = next[b - 1] + counts[b - 1];
+	for (int64_t i = 0; i < m; i++)
+		pos[i] = key[i] < 0 ? -1 : (int32_t)next[(key[i] - key_off) / key_div]++;
+	free(next);
+	return MOE_OK;
+}
+
+static int host_scatter(struct moe_dev *dev, const moe_bf16 *src, const int32_t *pos, int64_t m, int64_t src_div,
+			int64_t h, moe_bf16 *dst)
+{
+	(void)dev;
+	for (int64_t i = 0; i < m; i++)
+		if (pos[i] >= 0)
+			memcpy(dst + (int64_t)pos[i] * h, src + (i / src_div) * h, (size_t)h * sizeof(moe_bf16));
+	return MOE_OK;
+}
+
+static int host_scatter_i32(struct moe_dev *dev, const int32_t *src, const int32_t *pos, int64_t m, int32_t *dst)
+{
+	(void)dev;
+	for (int64_t i = 0; i < m; i++)
+		if (pos[i] >= 0)
+			dst[pos[i]] = src[i];
+	return MOE_OK;
+}
+
+static int host_gather(struct moe_dev *dev, const moe_bf16 *src, const int32_t *idx, int64_t m, int64_t h,
+		       moe_bf16 *dst)
+{
+	(void)dev;
+	for (int64_t i = 0; i < m; i++) {
+		if (idx[i] >= 0)
+			memcpy(dst + i * h, src + (int64_t)idx[i] * h, (size_t)h * sizeof(moe_bf16));
+		else
+			memset(dst + i * h, 0, (size_t)h * sizeof(moe_bf16));
+	}
+	return MOE_OK;
+}
+
+static int host_ffn(struct moe_dev *dev, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
+		    const float *scale, moe_bf16 *out)
+{
+	(void)dev;
+	int64_t H = c->hidden, F = c->ffn, row = 0;
+	for (int64_t j = 0; j < c->nexperts; j++) {
+		int64_t m = counts[j];
+		if (m == 0)
+			continue;
+		const moe_bf16 *xe = x + row * H;
+		moe_bf16 *oe = out + row * H;
+		float *u = malloc((size_t)(m * H) * sizeof(float));
+		if (!u)
+			return MOE_ERR_NOMEM;
+		for (int64_t r = 0; r < m; r++)
+			for (int64_t i = 0; i < H; i++) {
+				float v = moe_bf16_to_f32(xe[r * H + i]);
+				/* the scaled input is stored as bf16 before the expert reads it */
+				u[r * H + i] = scale ? moe_bf16_to_f32(moe_f32_to_bf16(scale[row + r] * v)) : v;
+			}
+		if (c->kind == MOE_FFN_IDENTITY || c->kind == MOE_FFN_SCALE) {
+			float f = c->kind == MOE_FFN_SCALE ? (float)(c->first_expert + j + 1) : 1.0f;
+			for (int64_t i = 0; i < m * H; i++)
+				oe[i] = moe_f32_to_bf16(f * u[i]);
+		} else {
+			float *w1 = widen_alloc(c->d_w1[j], F * H), *w3 = widen_alloc(c->d_w3[j], F * H);
+			float *w2 = widen_alloc(c->d_w2[j], H * F);
+			float *g = malloc((size_t)(m * F) * sizeof(float)), *v = malloc((size_t)(m * F) * sizeof(float));
+			float *o = malloc((size_t)(m * H) * sizeof(float));
+			int ok = w1 && w3 && w2 && g && v && o;
+			if (ok) {
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)F, (int)H, 1.0f, u, (int)H,
+					    w1, (int)H, 0.0f, g, (int)F);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)F, (int)H, 1.0f, u, (int)H,
+					    w3, (int)H, 0.0f, v, (int)F);
+				for (int64_t i = 0; i < m * F; i++) {
+					float a = g[i];
+					/* the activation is stored as bf16 between the two GEMMs, as on the GPU */
+					g[i] = moe_bf16_to_f32(moe_f32_to_bf16(a / (1.0f + expf(-a)) * v[i]));
+				}
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)H, (int)F, 1.0f, g, (int)F,
+					    w2, (int)F, 0.0f, o, (int)H);
+				for (int64_t i = 0; i < m * H; i++)
+					oe[i] = moe_f32_to_bf16(o[i]);
+			}
+			free(w1);
+			free(w3);
+			free(w2);
+			free(g);
+			free(v);
+			free(o);
+			if (!ok) {
+				free(u);
+				return MOE_ERR_NOMEM;
+			}
+		}
+		free(u);
+		row += m;
+	}
+	return MOE_OK;
+}
+
+static int host_combine(struct moe_dev *dev, const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n,
+			int64_t k, int64_t h, const float *base, int scaled_before, moe_bf16 *out)
+{
+	(void)dev;
+	for (int64_t t = 0; t < n; t++)
+		for (int64_t c = 0; c < h; c++) {
+			float acc = base ? base[t * h + c] : 0.0f;
+			for (int64_t j = 0; j < k; j++) {
+				int32_t s = slot[t * k + j];
+				if (s < 0)
+					continue;
+				float v = moe_bf16_to_f32(rows[(int64_t)s * h + c]);
+				acc = scaled_before ? acc + v : fmaf(w[t * k + j], v, acc);
+			}
+			out[t * h + c] = moe_f32_to_bf16(acc);
+		}
+	return MOE_OK;
+}
+
+static int host_add(struct moe_dev *dev, const moe_bf16 *a, const moe_bf16 *b, int64_t n, moe_bf16 *out)
+{
+	(void)dev;
+	for (int64_t i = 0; i < n; i++)
+		out[i] = moe_f32_to_bf16(moe_bf16_to_f32(a[i]) + moe_bf16_to_f32(b[i]));
+	return MOE_OK;
+}
+
+static int host_widen(struct moe_dev *dev, const moe_bf16 *src, int64_t n, float *dst)
+{
+	(void)dev;
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = moe_bf16_to_f32(src[i]);
+	return MOE_OK;
+}
+
+/* Touch a buffer larger than the last-level cache so the next iteration starts cold. */
+static int host_flush(struct moe_dev *dev)
+{
+	if (!dev->flush_buf) {
+		dev->flush_bytes = 64u << 20;
+		dev->flush_buf = malloc(dev->flush_bytes);
+		if (!dev->flush_buf)
+			return MOE_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < dev->flush_bytes; i += 64)
+		dev->flush_buf[i]++;
+	return MOE_OK;
+}
+
+const struct moe_backend_ops moe_backend_host = {
+	.abi = MOE_BACKEND_ABI,
+	.name = "host",
+	.init = host_init,
+	.fini = host_fini,
+	.alloc = host_alloc,
+	.free = host_free,
+	.h2d = host_copy,
+	.d2h = host_copy,
+	.d2d = host_copy,
+	.memset = host_memset,
+	.sync = host_sync,
+	.route = host_route,
+	.bucket = host_bucket,
+	.scatter_rows = host_scatter,
+	.scatter_i32 = host_scatter_i32,
+	.gather_rows = host_gather,
+	.ffn = host_ffn,
+	.combine = host_combine,
+	.add = host_add,
+	.widen = host_widen,
+	.flush_cache = host_flush,
+};
+
