@@ -142,13 +142,14 @@ static json_t *summary_json(const struct moe_summary *s)
 			 (json_int_t)s->n);
 }
 
-static const char *const timed_phases[] = {"route", "dispatch", "expert", "combine", "tp_merge", "fetch_wait", "total"};
+/* Phases, the iteration total, and "xfer": the time spent inside transport data calls (part of dispatch and combine). */
+static const char *const timed_phases[] = {"route", "dispatch", "expert", "combine", "tp_merge", "fetch_wait", "total", "xfer"};
 
 static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 {
 	json_t *phases = json_object(), *samples = json_object();
 	size_t iters = 0;
-	double *comm = NULL;
+	double *comm = NULL, xfer_p50 = NAN;
 	for (size_t k = 0; k < MOE_ARRAY_SIZE(timed_phases); k++) {
 		double *m = iter_max(rp, n, timed_phases[k], &iters);
 		if (!m)
@@ -160,6 +161,8 @@ static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 		for (size_t i = 0; i < iters; i++)
 			json_array_append_new(a, json_real(m[i]));
 		json_object_set_new(samples, timed_phases[k], a);
+		if (!strcmp(timed_phases[k], "xfer"))
+			xfer_p50 = s.p50;
 		if (!strcmp(timed_phases[k], "dispatch") || !strcmp(timed_phases[k], "combine")) {
 			if (!comm)
 				comm = moe_xcalloc(iters, sizeof(double));
@@ -202,9 +205,11 @@ static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 	/* per-rank average bytes over the p50 of dispatch+combine: GB/s (1e9 bytes per second) */
 	double alg = comm_p50 > 0 ? (double)logical / n / comm_p50 * 1e-3 : 0;
 	double bus = comm_p50 > 0 ? (double)wire / n / comm_p50 * 1e-3 : 0;
-	json_object_set_new(cj, "bytes", json_pack("{s:I,s:I,s:f,s:f,s:f}", "logical", logical, "wire", wire,
+	/* the transport alone: wire bytes per rank over the time inside its data calls */
+	double xbw = xfer_p50 > 0 ? (double)wire / n / xfer_p50 * 1e-3 : 0;
+	json_object_set_new(cj, "bytes", json_pack("{s:I,s:I,s:f,s:f,s:f,s:f}", "logical", logical, "wire", wire,
 						    "comm_p50_us", comm_p50 == comm_p50 ? comm_p50 : 0.0, "algbw_GBps",
-						    alg, "busbw_GBps", bus));
+						    alg, "busbw_GBps", bus, "xfer_busbw_GBps", xbw));
 }
 
 int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struct moe_plan *plan,
@@ -499,6 +504,11 @@ done:
 		json_object_set_new(cj, "reason", json_string(reason));
 	}
 	json_object_set_new(cj, "ranks", ranks);
+	json_t *pids = json_array();
+	for (int r = 0; r < n; r++)
+		if (rp[r].pid > 0)
+			json_array_append_new(pids, json_integer(rp[r].pid));
+	json_object_set_new(cj, "pids", pids);
 	for (int r = 0; r < n; r++) {
 		if (rp[r].fd >= 0)
 			close(rp[r].fd);

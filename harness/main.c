@@ -461,6 +461,7 @@ static int cmd_run(int argc, char **argv)
 	json_decref(jcases);
 	json_decref(run);
 	hwloc_topology_destroy(topo);
+	int ncases = cases.n;
 	moe_caselist_free(&cases);
 	for (int i = 0; i < o.nsets; i++)
 		free(o.sets[i]);
@@ -473,7 +474,7 @@ static int cmd_run(int argc, char **argv)
 		return MOE_EXIT_USAGE;
 	if (any_mismatch || wrc)
 		return MOE_EXIT_FAIL;
-	if (nskip == cases.n)
+	if (nskip == ncases)
 		return MOE_EXIT_SKIP;
 	return MOE_EXIT_OK;
 }

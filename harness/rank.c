@@ -38,6 +38,7 @@ struct rank_run {
 	long long ctr_phase[MOE_PH_COUNT][MOE_MAX_EVENTS];
 	/* per timed iteration, per phase */
 	double *samples[MOE_PH_COUNT];
+	double *xfer;     /* per timed iteration: time inside transport data calls */
 	int64_t n;        /* rows this rank dispatches per layer */
 	int64_t T, g0;    /* tokens of its DP group and the global id of the first */
 	struct moe_trace trace;
@@ -248,6 +249,7 @@ static int run_iteration(struct rank_run *r)
 	int64_t H = p->hidden, n = r->n;
 	memset(ctx->phase_us, 0, sizeof(ctx->phase_us));
 	memset(&ctx->bytes, 0, sizeof(ctx->bytes));
+	ctx->xfer_us = 0;
 	MOE_CHECK(ctx->xp->barrier(ctx->comm, MOE_GROUP_WORLD));
 	if (p->l2_flush)
 		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
@@ -413,6 +415,10 @@ static json_t *samples_json(struct rank_run *r, int iters)
 			json_array_append_new(a, json_real(r->samples[ph][i]));
 		json_object_set_new(s, ph == MOE_PH_done ? "total" : moe_phase_name(ph), a);
 	}
+	json_t *a = json_array();
+	for (int i = 0; i < iters; i++)
+		json_array_append_new(a, json_real(r->xfer[i]));
+	json_object_set_new(s, "xfer", a);
 	return s;
 }
 
@@ -510,6 +516,7 @@ int moe_rank_main(void)
 		if (ph == MOE_PH_route || ph == MOE_PH_dispatch || ph == MOE_PH_expert || ph == MOE_PH_combine ||
 		    ph == MOE_PH_tp_merge || ph == MOE_PH_fetch_wait || ph == MOE_PH_done)
 			r->samples[ph] = calloc((size_t)iters, sizeof(double));
+	r->xfer = calloc((size_t)iters, sizeof(double));
 	struct moe_bytes bytes = {0, 0};
 	for (int it = 0; it < warm + iters; it++) {
 		if (it == warm)
@@ -519,6 +526,8 @@ int moe_rank_main(void)
 			return send_error(r->boot_fd, "iteration %d failed in phase %s (status %d)", it,
 					  moe_phase_name(atomic_load(&ctx->status->phase[ctx->rank])), rc),
 			       MOE_EXIT_RANK;
+		if (it >= warm)
+			r->xfer[it - warm] = ctx->xfer_us;
 		if (it >= warm)
 			for (int ph = 0; ph < MOE_PH_COUNT; ph++)
 				if (r->samples[ph])

@@ -144,25 +144,38 @@ static int handler(void *user, const char *section, const char *name, const char
 	return add_entry(ps, section, name, value, ps->lineno) == 0;
 }
 
-/* The values of one key, split on '|'. */
+/* The values of one key, split on '|'. Returns 0 if any element is empty ("1||2", "1|"): a typo
+ * there must not silently drop or collapse a sweep. */
 static int split_sweep(const char *v, char ***out)
 {
 	int n = 1;
 	for (const char *s = v; *s; s++)
 		n += *s == '|';
 	char **parts = moe_xcalloc((size_t)n, sizeof(char *));
-	char *copy = moe_xstrdup(v), *save = NULL;
-	int i = 0;
-	for (char *tok = strtok_r(copy, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
-		while (*tok == ' ' || *tok == '\t')
-			tok++;
-		char *e = tok + strlen(tok);
-		while (e > tok && (e[-1] == ' ' || e[-1] == '\t'))
-			*--e = 0;
-		parts[i++] = moe_xstrdup(tok);
+	const char *s = v;
+	int i = 0, empty = 0;
+	for (;;) {
+		const char *bar = strchr(s, '|');
+		size_t len = bar ? (size_t)(bar - s) : strlen(s);
+		while (len && (*s == ' ' || *s == '\t'))
+			s++, len--;
+		while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		empty |= len == 0;
+		parts[i] = moe_xcalloc(len + 1, 1);
+		memcpy(parts[i++], s, len);
+		if (!bar)
+			break;
+		s = bar + 1;
 	}
-	free(copy);
 	*out = parts;
+	if (empty) {
+		for (int j = 0; j < i; j++)
+			free(parts[j]);
+		free(parts);
+		*out = NULL;
+		return 0;
+	}
 	return i;
 }
 
@@ -198,7 +211,7 @@ static int expand(const char *path, const char *base_dir, const struct sections 
 		if (nv[i] == 0) {
 			char w[MOE_PATH_MAX + 32];
 			where(w, sizeof(w), path, m[i]);
-			snprintf(err, errlen, "%s: key '%s': empty sweep '%s'", w, m[i]->key, m[i]->value);
+			snprintf(err, errlen, "%s: key '%s': empty element in sweep '%s'", w, m[i]->key, m[i]->value);
 			goto out;
 		}
 		combos *= nv[i];

@@ -44,6 +44,7 @@ struct moe_ctx {
 	double phase_t0;
 	double phase_us[MOE_PH_COUNT];
 	struct moe_bytes bytes;
+	double xfer_us;       /* time inside transport data calls this iteration (a part of the phases) */
 	const char *inject_phase; /* fault injection: phase name */
 	int inject_kind;
 	void *strategy_state;
