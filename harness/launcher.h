@@ -21,6 +21,7 @@ struct moe_run_opts {
 	long long corrupt_token, corrupt_col;
 	int json_stdout;
 	int quiet;
+	int ranks; /* topo: ranks to plan for (0 = default) */
 };
 
 extern volatile sig_atomic_t moe_interrupted;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "calibrate.h"
 #include "launcher.h"
 #include "moe.h"
 #include "params.h"
@@ -43,7 +44,9 @@ static void usage(FILE *f)
 		"commands:\n"
 		"  run [SCENARIO...]   run the cases of the scenario files (default scenarios/smoke.ini)\n"
 		"  list [SCENARIO...]  print the expanded cases, one a line\n"
-		"  topo                print the machine topology and the rank placement plan\n"
+		"  topo [--ranks N]    print the machine topology and the placement plan for N ranks\n"
+		"                      (default: one per GPU, or one per core without GPUs; --bind, --topo-xml)\n"
+		"  calibrate           measure this machine's copy bandwidth (the host roofline)\n"
 		"  help [keys]         this text, or every scenario key with its default\n"
 		"\n"
 		"options of run and list:\n"
@@ -73,7 +76,7 @@ static void usage(FILE *f)
 
 enum {
 	OPT_SET = 256, OPT_ONLY, OPT_BACKEND, OPT_TRANSPORT, OPT_ITERS, OPT_WARMUP, OPT_TIMEOUT, OPT_CHECK, OPT_OUT,
-	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP,
+	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP, OPT_RANKS,
 };
 
 static const struct option long_opts[] = {
@@ -91,6 +94,7 @@ static const struct option long_opts[] = {
 	{"inject-fault", required_argument, NULL, OPT_INJECT},
 	{"inject-corrupt", required_argument, NULL, OPT_CORRUPT},
 	{"topo-xml", required_argument, NULL, OPT_TOPO_XML},
+	{"ranks", required_argument, NULL, OPT_RANKS},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -173,6 +177,16 @@ static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
 			}
 			break;
 		case OPT_TOPO_XML: o->topo_xml = optarg; break;
+		case OPT_RANKS: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 4096) {
+				fprintf(stderr, "moebench: --ranks %s: expected a number from 1 to 4096\n", optarg);
+				return -1;
+			}
+			o->ranks = (int)v;
+			break;
+		}
 		case 'q': o->quiet = 1; break;
 		case 'v': moe_log_verbosity++; break;
 		case OPT_HELP: usage(stdout); exit(0);
@@ -254,10 +268,7 @@ static int cmd_topo(int argc, char **argv)
 	struct moe_run_opts o;
 	if (parse_opts(argc, argv, &o))
 		return MOE_EXIT_USAGE;
-	int nranks = 0;
-	for (int i = 0; i < o.nsets; i++)
-		if (!strncmp(o.sets[i], "ranks=", 6))
-			nranks = atoi(o.sets[i] + 6);
+	int nranks = o.ranks;
 	hwloc_topology_t topo;
 	char err[512];
 	if (moe_topo_load(&topo, o.topo_xml, err, sizeof(err))) {
@@ -287,6 +298,22 @@ static int cmd_topo(int argc, char **argv)
 	moe_plan_print(stdout, topo, &plan);
 	moe_plan_free(&plan);
 	hwloc_topology_destroy(topo);
+	return 0;
+}
+
+static int cmd_calibrate(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	struct moe_calibration c;
+	size_t bytes = (size_t)256 << 20;
+	if (moe_calibrate_host(bytes, 20, &c)) {
+		fprintf(stderr, "moebench: calibrate: cannot allocate 2 x %zu bytes\n", bytes);
+		return MOE_EXIT_FAIL;
+	}
+	printf("# host memcpy, one core: %zu MiB copied %d times between two touched buffers\n", bytes >> 20, c.copy_reps);
+	printf("host_copy_GBps_p50\t%.2f\nhost_copy_GBps_max\t%.2f\n", c.copy_GBps_p50, c.copy_GBps_max);
+	printf("# GB/s counts bytes copied (10^9 per second); bytes read + written is twice that\n");
 	return 0;
 }
 
@@ -494,6 +521,8 @@ int main(int argc, char **argv)
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(cmd, "topo"))
 		return cmd_topo(argc - 1, argv + 1);
+	if (!strcmp(cmd, "calibrate"))
+		return cmd_calibrate(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		if (argc > 2 && !strcmp(argv[2], "keys")) {
 			printf("scenario keys ([global] sets defaults; a|b sweeps; a,b is a list):\n");

@@ -108,8 +108,10 @@ static int parse_tokens(const char *val, void *field, char *err, size_t errlen)
 		}
 		t->list[t->n++] = v;
 		s += n;
-		if (*s == ',')
-			s++;
+		if (*s == ',' && !*++s) { /* "4096," would silently mean one count for every group */
+			snprintf(err, errlen, "expected a token count after the last comma, got '%s'", val);
+			return -1;
+		}
 	}
 	if (t->n == 0) {
 		snprintf(err, errlen, "expected a token count, got nothing");

@@ -240,6 +240,13 @@ static int host_ffn(struct moe_dev *dev, const struct moe_ffn_cfg *c, const moe_
 			continue;
 		const moe_bf16 *xe = x + row * H;
 		moe_bf16 *oe = out + row * H;
+		if (c->kind != MOE_FFN_SWIGLU && !scale) {
+			float f = c->kind == MOE_FFN_SCALE ? (float)(c->first_expert + j + 1) : 1.0f;
+			for (int64_t i = 0; i < m * H; i++)
+				oe[i] = moe_f32_to_bf16(f * moe_bf16_to_f32(xe[i]));
+			row += m;
+			continue;
+		}
 		float *u = malloc((size_t)(m * H) * sizeof(float));
 		if (!u)
 			return MOE_ERR_NOMEM;
@@ -291,22 +298,45 @@ static int host_ffn(struct moe_dev *dev, const struct moe_ffn_cfg *c, const moe_
 	return MOE_OK;
 }
 
+/* fmaf is one instruction with FMA hardware and a slow libm call without: build both, pick at load time.
+ * The result is the same either way (fmaf rounds once by definition). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MOE_FMA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define MOE_FMA_CLONES
+#endif
+
+MOE_FMA_CLONES
 static int host_combine(struct moe_dev *dev, const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n,
 			int64_t k, int64_t h, const float *base, int scaled_before, moe_bf16 *out)
 {
 	(void)dev;
-	for (int64_t t = 0; t < n; t++)
-		for (int64_t c = 0; c < h; c++) {
-			float acc = base ? base[t * h + c] : 0.0f;
-			for (int64_t j = 0; j < k; j++) {
-				int32_t s = slot[t * k + j];
-				if (s < 0)
-					continue;
-				float v = moe_bf16_to_f32(rows[(int64_t)s * h + c]);
-				acc = scaled_before ? acc + v : fmaf(w[t * k + j], v, acc);
-			}
-			out[t * h + c] = moe_f32_to_bf16(acc);
+	float *acc = malloc((size_t)(h > 0 ? h : 1) * sizeof(float));
+	if (!acc)
+		return MOE_ERR_NOMEM;
+	/* slot-major over one token's accumulator row: each column still sums k = 0..K-1 in order */
+	for (int64_t t = 0; t < n; t++) {
+		if (base)
+			memcpy(acc, base + t * h, (size_t)h * sizeof(float));
+		else
+			memset(acc, 0, (size_t)h * sizeof(float));
+		for (int64_t j = 0; j < k; j++) {
+			int32_t s = slot[t * k + j];
+			if (s < 0)
+				continue;
+			const moe_bf16 *r = rows + (int64_t)s * h;
+			float wj = w[t * k + j];
+			if (scaled_before)
+				for (int64_t c = 0; c < h; c++)
+					acc[c] = acc[c] + moe_bf16_to_f32(r[c]);
+			else
+				for (int64_t c = 0; c < h; c++)
+					acc[c] = fmaf(wj, moe_bf16_to_f32(r[c]), acc[c]);
 		}
+		for (int64_t c = 0; c < h; c++)
+			out[t * h + c] = moe_f32_to_bf16(acc[c]);
+	}
+	free(acc);
 	return MOE_OK;
 }
 
