@@ -249,14 +249,15 @@ static int cmd_list(int argc, char **argv)
 		return MOE_EXIT_USAGE;
 	for (int i = 0; i < cases.n; i++) {
 		const struct moe_params *p = &cases.v[i].p;
-		char tok[8192];
+		char tok[8192], rt[MOE_PATH_MAX + 16];
 		moe_param_render(p, moe_opt_find("tokens"), tok, sizeof(tok));
+		moe_param_render(p, moe_opt_find("routing"), rt, sizeof(rt));
 		printf("%s\tstrategy=%s partition=%s dp=%lld tp=%lld tokens=%s H=%lld F=%lld E=%lld K=%lld expert=%s "
 		       "routing=%s layers=%lld backend=%s transport=%s\n",
 		       cases.v[i].name, moe_strategy_name(p->strategy), moe_partition_name(p->partition), (long long)p->dp,
 		       (long long)p->tp, tok, (long long)p->hidden, (long long)p->ffn, (long long)p->experts,
 		       (long long)p->topk, moe_word(moe_opt_find("expert"), p->expert),
-		       (moe_param_render(p, moe_opt_find("routing"), tok, sizeof(tok)), tok), (long long)p->layers,
+		       rt, (long long)p->layers,
 		       moe_backend_name(p->backend), moe_transport_name(p->transport));
 	}
 	moe_caselist_free(&cases);

@@ -68,8 +68,8 @@ static int parse_tokens(const char *val, void *field, char *err, size_t errlen)
 		if (parse_dbl(abuf, &t->a) || parse_dbl(c + 1, &t->b))
 			goto bad_dist;
 		t->kind = uni ? MOE_TOKENS_UNIFORM : MOE_TOKENS_LOGNORMAL;
-		if (uni && (t->a < 0 || t->b < t->a || t->b > 1e9)) {
-			snprintf(err, errlen, "uniform:A:B needs 0 <= A <= B <= 1e9, got '%s'", val);
+		if (uni && (t->a < 0 || t->b < t->a || t->b > 1e9 || t->a != floor(t->a) || t->b != floor(t->b))) {
+			snprintf(err, errlen, "uniform:A:B needs whole numbers 0 <= A <= B <= 1e9, got '%s'", val);
 			return -1;
 		}
 		if (!uni && (t->b < 0 || t->a > 20)) {

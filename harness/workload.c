@@ -44,8 +44,9 @@ float moe_gen_bias(const struct moe_params *p, uint32_t layer, int64_t e)
 	return (float)(0.1 * (2.0 * moe_rng_unit((uint64_t)p->seed, MOE_T_BIAS, layer, (uint64_t)e, 0) - 1.0));
 }
 
-/* Draw an expert for one slot; zipf by inverse CDF over ranks 1..E. */
-static int32_t draw_expert(const struct moe_params *p, double u, double u2)
+/* Draw an expert for slot k; zipf by inverse CDF over ranks 1..E; hot:F sends slot 0 of a fraction F
+ * of the tokens to expert 0 and draws the other slots uniformly. */
+static int32_t draw_expert(const struct moe_params *p, int64_t k, double u, double u2)
 {
 	int64_t E = p->experts;
 	switch (p->routing.kind) {
@@ -62,7 +63,7 @@ static int32_t draw_expert(const struct moe_params *p, double u, double u2)
 		return (int32_t)(E - 1);
 	}
 	case MOE_ROUTE_HOT:
-		if (u2 < p->routing.arg)
+		if (k == 0 && u2 < p->routing.arg)
 			return 0;
 		return (int32_t)(u * (double)E);
 	default: return (int32_t)(u * (double)E);
@@ -82,7 +83,7 @@ void moe_route_synth(const struct moe_params *p, uint32_t layer, uint64_t g, int
 			for (;;) {
 				double u = moe_rng_unit(seed, MOE_T_ROUTE, layer, g, draw++);
 				double u2 = moe_rng_unit(seed, MOE_T_ROUTE, layer, g, 1000000 + draw);
-				int32_t e = draw_expert(p, u, u2);
+				int32_t e = draw_expert(p, k, u, u2);
 				int dup = 0;
 				for (int64_t j = 0; j < k; j++)
 					dup |= idx[j] == e;
