@@ -170,7 +170,8 @@ static void test_set_tokens(void **state)
 	set_bad(&p, "tokens", "4,", "expected a token count after the last comma, got '4,'");
 	set_bad(&p, "tokens", "100000001", "out of range");
 	set_bad(&p, "tokens", "uniform:5:1", "uniform:A:B needs whole numbers 0 <= A <= B <= 1e9, got 'uniform:5:1'");
-	set_bad(&p, "tokens", "uniform:-1:5", "needs 0 <= A");
+	set_bad(&p, "tokens", "uniform:-1:5", "needs whole numbers 0 <= A");
+	set_bad(&p, "tokens", "uniform:1.5:2", "needs whole numbers");
 	set_bad(&p, "tokens", "uniform:1", "expected uniform:A:B or lognormal:MU:SIGMA");
 	set_bad(&p, "tokens", "uniform:a:b", "expected uniform:A:B or lognormal:MU:SIGMA");
 	set_bad(&p, "tokens", "lognormal:3:-1", "SIGMA >= 0");
