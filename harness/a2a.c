@@ -150,7 +150,7 @@ static int a2a_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t 
 
 	MOE_CHECK(moe_phase(ctx, MOE_PH_combine));
 	MOE_CHECK(a2a_xchg(ctx, s, s->back_y, s->rcount, s->ret_y, s->scount, row, 1));
-	MOE_CHECK(be->combine(dv, s->ret_y, s->pos_send, w, n, K, H, base, p->score_before_experts, y));
+	MOE_CHECK(be->combine(dv, s->ret_y, s->pos_send, w, n, K, H, base, p->score_before_experts, y, NULL));
 	return MOE_OK;
 }
 

@@ -240,6 +240,7 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 		max_rows = MOE_MAX(max_rows, rows);
 		sum_rows += rows;
 	}
+	size_t part_sym = moe_partition_sym_bytes(p, tokens);
 	free(tokens);
 	json_object_set_new(cj, "tokens", jt);
 
@@ -254,15 +255,13 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 	else if (p->transport != MOE_TRANSPORT_SHM)
 		snprintf(reason, sizeof(reason), "transport %s does not work with the host backend (use shm)",
 			 moe_transport_name(p->transport));
-	else if (p->partition != MOE_PART_REPLICATE)
-		snprintf(reason, sizeof(reason), "partition %s is not implemented yet", moe_partition_name(p->partition));
 	if (reason[0]) {
 		json_object_set_new(cj, "verdict", json_string("skipped"));
 		json_object_set_new(cj, "reason", json_string(reason));
 		return MOE_EXIT_SKIP;
 	}
 
-	size_t heap = st->sym_bytes(p, max_rows, sum_rows);
+	size_t heap = st->sym_bytes(p, max_rows, sum_rows) + part_sym;
 	size_t seg = MOE_STATUS_BYTES + moe_shm_ctl_bytes(n, (int)p->dp) + (size_t)n * heap;
 	int shm = memfd_create("moebench-case", MFD_CLOEXEC);
 	struct moe_status_area *status = MAP_FAILED;
@@ -474,7 +473,7 @@ done:
 	}
 	json_t *ranks = json_array();
 	int mismatch = 0;
-	json_t *first_bad = NULL;
+	json_t *first_bad = NULL, *tp_bad = NULL; /* borrowed from a rank's result / owned */
 	for (int r = 0; r < n; r++) {
 		const struct moe_rank_place *pl = &plan->ranks[r % plan->nranks];
 		json_t *rj = rp[r].result ? json_deep_copy(rp[r].result) : json_object();
@@ -491,12 +490,30 @@ done:
 		json_array_append_new(ranks, rj);
 	}
 	if (outcome == MOE_EXIT_OK) {
+		/* the TP ranks of a DP group hold the same merged output: their digests must agree */
+		json_t *dig = json_array();
+		for (int r = 0; r < n; r++) {
+			const char *a = json_string_value(json_object_get(rp[r].result, "digest"));
+			int d0 = r - r % (int)p->tp;
+			const char *b = json_string_value(json_object_get(rp[d0].result, "digest"));
+			if (r % p->tp == 0)
+				json_array_append_new(dig, json_string(a ? a : ""));
+			else if (!a || !b || strcmp(a, b)) {
+				mismatch = 1;
+				if (!tp_bad)
+					tp_bad = json_pack("{s:i,s:i,s:i,s:i,s:s}", "rank", r, "layer", -1, "token", -1, "column", -1,
+							   "what", "tp_merge: this rank's output differs from its TP leader's");
+			}
+		}
+		json_object_set_new(cj, "digests", dig);
 		aggregate(cj, rp, n);
 		if (mismatch) {
 			outcome = MOE_EXIT_FAIL;
 			json_object_set_new(cj, "verdict", json_string("mismatch"));
 			if (first_bad)
 				json_object_set(cj, "first_bad", first_bad);
+			else if (tp_bad)
+				json_object_set(cj, "first_bad", tp_bad);
 		} else
 			json_object_set_new(cj, "verdict", json_string("ok"));
 	} else {
@@ -504,6 +521,7 @@ done:
 		json_object_set_new(cj, "reason", json_string(reason));
 	}
 	json_object_set_new(cj, "ranks", ranks);
+	json_decref(tp_bad);
 	json_t *pids = json_array();
 	for (int r = 0; r < n; r++)
 		if (rp[r].pid > 0)

@@ -128,6 +128,15 @@ static int check_routing(const struct moe_params *p, uint32_t layer, const moe_b
 				 (long long)E);
 			return -1;
 		}
+	if (gid == MOE_ORACLE_PAD_MASKED) {
+		for (int64_t k = 0; k < K; k++)
+			if (idx[k] != 0 || w[k] != 0.0f) {
+				snprintf(why, len, "pad row: slot %lld is expert %d weight %.9g, expected expert 0 weight 0",
+					 (long long)k, idx[k], (double)w[k]);
+				return -1;
+			}
+		return 0;
+	}
 	if (p->routing.kind != MOE_ROUTE_ROUTER && gid >= 0) {
 		int32_t ri[64];
 		float rw[64];
@@ -187,18 +196,38 @@ static float exact_expert(const struct moe_params *p, int64_t e, float u)
 	return moe_bf16_to_f32(moe_f32_to_bf16(f * u));
 }
 
-static void exact_row(const struct moe_params *p, const moe_bf16 *x, const int32_t *idx, const float *w, moe_bf16 *out)
+/* acc after slot k in the data path's fp32 arithmetic */
+static float exact_term(const struct moe_params *p, int32_t e, float wk, float xv, float acc)
 {
+	if (p->score_before_experts)
+		return acc + exact_expert(p, e, moe_bf16_to_f32(moe_f32_to_bf16(wk * xv)));
+	return fmaf(wk, exact_expert(p, e, xv), acc);
+}
+
+static void exact_row(const struct moe_params *p, int nranks, const moe_bf16 *x, const int32_t *idx, const float *w,
+		      moe_bf16 *out)
+{
+	int64_t per = p->experts / (nranks > 0 ? nranks : 1);
 	for (int64_t c = 0; c < p->hidden; c++) {
 		float xv = moe_bf16_to_f32(x[c]);
-		float acc = p->shared_experts ? exact_expert(p, p->experts, xv) : 0.0f;
-		for (int64_t k = 0; k < p->topk; k++) {
-			if (p->score_before_experts) {
-				float u = moe_bf16_to_f32(moe_f32_to_bf16(w[k] * xv));
-				acc = acc + exact_expert(p, idx[k], u);
-			} else
-				acc = fmaf(w[k], exact_expert(p, idx[k], xv), acc);
+		float base = p->shared_experts ? exact_expert(p, p->experts, xv) : 0.0f;
+		if (p->strategy == MOE_STRAT_AGRS) {
+			/* each rank sums its own slots in slot order from 0; the ranks' partials are then added in
+			 * rank order, starting from rank 0's; the shared term is added last */
+			float s = 0.0f;
+			for (int r = 0; r < nranks; r++) {
+				float acc = 0.0f;
+				for (int64_t k = 0; k < p->topk; k++)
+					if (idx[k] / per == r)
+						acc = exact_term(p, idx[k], w[k], xv, acc);
+				s = r == 0 ? acc : s + acc;
+			}
+			out[c] = moe_f32_to_bf16(p->shared_experts ? base + s : s);
+			continue;
 		}
+		float acc = base;
+		for (int64_t k = 0; k < p->topk; k++)
+			acc = exact_term(p, idx[k], w[k], xv, acc);
 		out[c] = moe_f32_to_bf16(acc);
 	}
 }
@@ -239,7 +268,7 @@ static void swiglu_rows(const struct moe_params *p, uint32_t layer, int shared, 
 
 int moe_oracle_check(const struct moe_params *p, uint32_t layer, int64_t n, const moe_bf16 *x, const int64_t *gid,
 		     const int32_t *idx, const float *w, const moe_bf16 *y, const int64_t *check, int64_t ncheck,
-		     const struct moe_trace *trace, struct moe_verdict *v)
+		     const struct moe_trace *trace, int nranks, struct moe_verdict *v)
 {
 	int64_t H = p->hidden, K = p->topk, E = p->experts;
 	memset(v, 0, sizeof(*v));
@@ -262,13 +291,30 @@ int moe_oracle_check(const struct moe_params *p, uint32_t layer, int64_t n, cons
 		}
 	}
 	v->checked = ncheck;
+	/* pad rows are inert: whatever the mode, a pad's output is zero */
+	for (int64_t j = 0; j < ncheck && !v->bad; j++) {
+		int64_t i = check ? check[j] : j;
+		if (gid[i] >= 0)
+			continue;
+		for (int64_t c = 0; c < H; c++)
+			if (moe_bf16_to_f32(y[i * H + c]) != 0.0f) {
+				v->bad = 1;
+				v->mismatched++;
+				v->token = i;
+				v->gid = gid[i];
+				v->col = c;
+				snprintf(v->what, sizeof(v->what), "pad row not inert: output %.6g, expected 0",
+					 (double)moe_bf16_to_f32(y[i * H + c]));
+				break;
+			}
+	}
 	if (v->bad)
 		return MOE_OK;
 	if (p->expert != MOE_EXPERT_SWIGLU) {
 		moe_bf16 *ref = malloc((size_t)H * sizeof(moe_bf16));
 		for (int64_t j = 0; j < ncheck; j++) {
 			int64_t i = check ? check[j] : j;
-			exact_row(p, x + i * H, idx + i * K, w + i * K, ref);
+			exact_row(p, nranks, x + i * H, idx + i * K, w + i * K, ref);
 			int first = -1;
 			for (int64_t c = 0; c < H; c++) {
 				uint16_t a = y[i * H + c], b = ref[c];

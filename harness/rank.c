@@ -39,15 +39,21 @@ struct rank_run {
 	/* per timed iteration, per phase */
 	double *samples[MOE_PH_COUNT];
 	double *xfer;     /* per timed iteration: time inside transport data calls */
-	int64_t n;        /* rows this rank dispatches per layer */
+	struct moe_slice sl; /* the rows this rank dispatches */
+	int64_t n;        /* = sl.n */
 	int64_t T, g0;    /* tokens of its DP group and the global id of the first */
+	int64_t *gid;     /* per slice row: global id or a pad marker */
 	struct moe_trace trace;
-	/* device buffers per layer: input, output, routing (kept for verification) */
-	moe_bf16 **x, **y;
+	/* device buffers per layer, kept for verification: the group's full input X and merged output Y
+	 * (T rows, the same on every TP rank), the slice xs/ys (n rows) and its routing */
+	moe_bf16 **X, **Y, **xs, **ys;
 	int32_t **idx;
 	float **w;
 	float *base;      /* n x H fp32 shared-expert term */
 	moe_bf16 *shared_y;
+	void *merge_sym;  /* the partition's symmetric staging buffer */
+	moe_bf16 *ypad;   /* T + pad rows (sp buffer / zero_token) */
+	uint64_t digest_first; /* output digest after the first timed iteration */
 };
 
 static struct rank_run *the_run; /* for moe_phase's fault injection and counters */
@@ -219,15 +225,17 @@ static int route(struct rank_run *r, int layer, const moe_bf16 *d_x, int32_t *d_
 		return ctx->be->route(ctx->dev, &rc, d_x, n, ctx->lw[layer].wg, d_idx, d_w);
 	}
 	/* synthetic routing is drawn on the host (it is a workload, not a kernel) and uploaded */
-	int32_t *hi = malloc((size_t)(n * K + 1) * sizeof(int32_t));
-	float *hw = malloc((size_t)(n * K + 1) * sizeof(float));
+	int32_t *hi = calloc((size_t)(n * K + 1), sizeof(int32_t));
+	float *hw = calloc((size_t)(n * K + 1), sizeof(float));
 	if (!hi || !hw) {
 		free(hi);
 		free(hw);
 		return MOE_ERR_NOMEM;
 	}
 	for (int64_t i = 0; i < n; i++) {
-		uint64_t g = (uint64_t)(r->g0 + i);
+		if (r->gid[i] < 0) /* pad rows: moe_pad_routing sets them */
+			continue;
+		uint64_t g = (uint64_t)r->gid[i];
 		moe_route_synth(p, (uint32_t)layer, g, hi + i * K, hw + i * K);
 		if (p->routing.kind == MOE_ROUTE_TRACE)
 			for (int64_t k = 0; k < K; k++)
@@ -256,9 +264,12 @@ static int run_iteration(struct rank_run *r)
 	double t0 = moe_now_us();
 	for (int l = 0; l < p->layers; l++) {
 		MOE_CHECK(moe_phase(ctx, MOE_PH_route));
-		MOE_CHECK(route(r, l, r->x[l], r->idx[l], r->w[l]));
+		if (r->xs[l] != r->X[l])
+			MOE_CHECK(moe_slice_input(ctx, &r->sl, r->X[l], r->xs[l]));
+		MOE_CHECK(route(r, l, r->xs[l], r->idx[l], r->w[l]));
+		MOE_CHECK(moe_pad_routing(ctx, &r->sl, r->idx[l], r->w[l]));
 		const float *base = NULL;
-		if (p->shared_experts) {
+		if (p->shared_experts && n) {
 			/* shared experts are local work on the rank's own rows, counted with the experts */
 			MOE_CHECK(moe_phase(ctx, MOE_PH_expert));
 			const moe_bf16 *s1 = ctx->lw[l].sw1, *s3 = ctx->lw[l].sw3, *s2 = ctx->lw[l].sw2;
@@ -267,18 +278,38 @@ static int run_iteration(struct rank_run *r)
 				.kind = (enum moe_ffn_kind)p->expert, .hidden = H, .ffn = p->ffn * p->shared_experts,
 				.nexperts = 1, .first_expert = p->experts, .d_w1 = &s1, .d_w3 = &s3, .d_w2 = &s2,
 			};
-			MOE_CHECK(ctx->be->ffn(ctx->dev, &fc, r->x[l], &cnt, NULL, r->shared_y));
+			MOE_CHECK(ctx->be->ffn(ctx->dev, &fc, r->xs[l], &cnt, NULL, r->shared_y));
 			MOE_CHECK(ctx->be->widen(ctx->dev, r->shared_y, n * H, r->base));
 			base = r->base;
 		}
-		MOE_CHECK(st->layer(ctx, l, r->x[l], n, r->idx[l], r->w[l], base, r->y[l]));
+		MOE_CHECK(st->layer(ctx, l, r->xs[l], n, r->idx[l], r->w[l], base, r->ys[l]));
+		if (p->partition != MOE_PART_REPLICATE) {
+			MOE_CHECK(moe_phase(ctx, MOE_PH_tp_merge));
+			MOE_CHECK(moe_tp_merge(ctx, &r->sl, r->ys[l], r->merge_sym, r->ypad, r->Y[l]));
+		}
 		phase_end(ctx);
-		if (l + 1 < p->layers) /* residual: x_{l+1} = x_l + y_l */
-			MOE_CHECK(ctx->be->add(ctx->dev, r->x[l], r->y[l], n * H, r->x[l + 1]));
+		if (l + 1 < p->layers) /* residual on the group's full rows: x_{l+1} = x_l + y_l */
+			MOE_CHECK(ctx->be->add(ctx->dev, r->X[l], r->Y[l], r->T * H, r->X[l + 1]));
 	}
 	MOE_CHECK(ctx->be->sync(ctx->dev));
 	ctx->phase_us[MOE_PH_done] = moe_now_us() - t0; /* 'done' slot carries the iteration total */
 	return MOE_OK;
+}
+
+/* FNV-1a over every layer's merged output: equal digests mean bit-identical outputs. */
+static uint64_t output_digest(struct rank_run *r)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	size_t bytes = (size_t)(r->T * r->p.hidden) * sizeof(moe_bf16);
+	unsigned char *h = malloc(bytes + 1);
+	uint64_t d = 0xcbf29ce484222325ull;
+	for (int l = 0; l < r->p.layers && h; l++) {
+		ctx->be->d2h(ctx->dev, h, r->Y[l], bytes);
+		for (size_t i = 0; i < bytes; i++)
+			d = (d ^ h[i]) * 0x100000001b3ull;
+	}
+	free(h);
+	return d;
 }
 
 static json_t *verify(struct rank_run *r, int *mismatch)
@@ -295,17 +326,16 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 		return jv;
 	}
 	moe_bf16 *x = malloc((size_t)(n * H + 1) * 2), *y = malloc((size_t)(n * H + 1) * 2);
+	moe_bf16 *yfull = malloc((size_t)(r->T * H + 1) * 2);
 	int32_t *idx = malloc((size_t)(n * K + 1) * 4);
 	float *w = malloc((size_t)(n * K + 1) * 4);
-	int64_t *gid = malloc((size_t)(n + 1) * 8), *rows = NULL, nrows = n;
-	for (int64_t i = 0; i < n; i++)
-		gid[i] = r->g0 + i;
+	int64_t *gid = r->gid, *rows = NULL, nrows = n;
 	if (p->check.kind == MOE_CHECK_SAMPLE && p->check.sample < n) {
 		/* a seeded choice of distinct rows, the same on every run */
 		nrows = p->check.sample;
 		rows = malloc((size_t)nrows * 8);
 		for (int64_t j = 0, i = 0; i < n && j < nrows; i++) {
-			double u = moe_rng_unit((uint64_t)p->seed, MOE_T_SAMPLE, 0, (uint64_t)(r->g0 + i), 0);
+			double u = moe_rng_unit((uint64_t)p->seed, MOE_T_SAMPLE, 0, (uint64_t)(r->g0 + r->sl.s0 + i), 0);
 			if (u * (double)(n - i) < (double)(nrows - j))
 				rows[j++] = i;
 		}
@@ -313,8 +343,9 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 	double max_err = 0;
 	int64_t checked = 0;
 	for (int l = 0; l < p->layers && !*mismatch; l++) {
-		ctx->be->d2h(ctx->dev, x, r->x[l], (size_t)(n * H) * 2);
-		ctx->be->d2h(ctx->dev, y, r->y[l], (size_t)(n * H) * 2);
+		ctx->be->d2h(ctx->dev, x, r->xs[l], (size_t)(n * H) * 2);
+		ctx->be->d2h(ctx->dev, y, r->ys[l], (size_t)(n * H) * 2);
+		ctx->be->d2h(ctx->dev, yfull, r->Y[l], (size_t)(r->T * H) * 2);
 		ctx->be->d2h(ctx->dev, idx, r->idx[l], (size_t)(n * K) * 4);
 		ctx->be->d2h(ctx->dev, w, r->w[l], (size_t)(n * K) * 4);
 		if (l == p->layers - 1 && r->corrupt_token >= 0 && r->corrupt_token < n && r->corrupt_col < H) {
@@ -323,7 +354,20 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 		}
 		struct moe_verdict v;
 		int rc = moe_oracle_check(p, (uint32_t)l, n, x, gid, idx, w, y, rows, nrows,
-					  p->routing.kind == MOE_ROUTE_TRACE ? &r->trace : NULL, &v);
+					  p->routing.kind == MOE_ROUTE_TRACE ? &r->trace : NULL, ctx->nranks, &v);
+		/* the merged output must carry this rank's real rows unchanged */
+		for (int64_t i = 0; rc == MOE_OK && !v.bad && i < r->sl.nreal; i++)
+			for (int64_t c = 0; c < H; c++)
+				if (yfull[(r->sl.s0 + i) * H + c] != y[i * H + c]) {
+					v.bad = 1;
+					v.token = i;
+					v.gid = gid[i];
+					v.col = c;
+					v.mismatched = 1;
+					snprintf(v.what, sizeof(v.what), "tp_merge: row %lld of the merged output differs from the slice",
+						 (long long)(r->sl.s0 + i));
+					break;
+				}
 		if (rc != MOE_OK) {
 			json_object_set_new(jv, "verdict", json_string("error"));
 			json_object_set_new(jv, "reason", json_string("oracle failed (out of memory?)"));
@@ -352,9 +396,9 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 	json_object_set_new(jv, "max_err", json_real(max_err));
 	free(x);
 	free(y);
+	free(yfull);
 	free(idx);
 	free(w);
-	free(gid);
 	free(rows);
 	return jv;
 }
@@ -371,35 +415,48 @@ static int send_error(int fd, const char *fmt, ...)
 	return MOE_ERR_SYSTEM;
 }
 
+static void *dalloc(struct moe_ctx *ctx, int64_t elems, size_t size)
+{
+	return ctx->be->alloc(ctx->dev, (size_t)(elems > 0 ? elems : 1) * size);
+}
+
 static int alloc_layers(struct rank_run *r)
 {
 	struct moe_ctx *ctx = &r->ctx;
 	const struct moe_params *p = &r->p;
-	int64_t L = p->layers, n = r->n, H = p->hidden, K = p->topk;
-	r->x = calloc((size_t)L, sizeof(*r->x));
-	r->y = calloc((size_t)L, sizeof(*r->y));
+	int64_t L = p->layers, n = r->n, T = r->T, H = p->hidden, K = p->topk;
+	r->X = calloc((size_t)L, sizeof(*r->X));
+	r->Y = calloc((size_t)L, sizeof(*r->Y));
+	r->xs = calloc((size_t)L, sizeof(*r->xs));
+	r->ys = calloc((size_t)L, sizeof(*r->ys));
 	r->idx = calloc((size_t)L, sizeof(*r->idx));
 	r->w = calloc((size_t)L, sizeof(*r->w));
-	if (!r->x || !r->y || !r->idx || !r->w)
+	if (!r->X || !r->Y || !r->xs || !r->ys || !r->idx || !r->w)
 		return MOE_ERR_NOMEM;
 	for (int64_t l = 0; l < L; l++) {
-		r->x[l] = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 2 + 2);
-		r->y[l] = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 2 + 2);
-		r->idx[l] = ctx->be->alloc(ctx->dev, (size_t)(n * K) * 4 + 4);
-		r->w[l] = ctx->be->alloc(ctx->dev, (size_t)(n * K) * 4 + 4);
-		if (!r->x[l] || !r->y[l] || !r->idx[l] || !r->w[l])
+		r->X[l] = dalloc(ctx, T * H, 2);
+		r->Y[l] = dalloc(ctx, T * H, 2);
+		/* replicate and leader dispatch the group's rows in place; sp builds a padded slice */
+		r->xs[l] = p->partition == MOE_PART_SP ? dalloc(ctx, n * H, 2) : r->X[l];
+		r->ys[l] = p->partition == MOE_PART_REPLICATE ? r->Y[l] : dalloc(ctx, n * H, 2);
+		r->idx[l] = dalloc(ctx, n * K, 4);
+		r->w[l] = dalloc(ctx, n * K, 4);
+		if (!r->X[l] || !r->Y[l] || !r->xs[l] || !r->ys[l] || !r->idx[l] || !r->w[l])
 			return MOE_ERR_NOMEM;
 	}
-	r->base = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 4 + 4);
-	r->shared_y = ctx->be->alloc(ctx->dev, (size_t)(n * H) * 2 + 2);
-	if (!r->base || !r->shared_y)
+	r->base = dalloc(ctx, n * H, 4);
+	r->shared_y = dalloc(ctx, n * H, 2);
+	r->ypad = dalloc(ctx, (T + r->sl.pad) * H, 2);
+	size_t ms = moe_partition_sym_bytes(p, ctx->tokens);
+	r->merge_sym = ms ? ctx->xp->alloc(ctx->comm, ms) : NULL;
+	if (!r->base || !r->shared_y || !r->ypad || (ms && !r->merge_sym))
 		return MOE_ERR_NOMEM;
 	/* layer 0 input: the DP group's tokens, rows g0.. of the global token tensor */
-	moe_bf16 *h = malloc((size_t)(n * H) * 2 + 2);
+	moe_bf16 *h = malloc((size_t)(T * H) * 2 + 2);
 	if (!h)
 		return MOE_ERR_NOMEM;
-	moe_gen_block(p, MOE_T_X, 0, (uint64_t)r->g0, n, H, h);
-	int rc = ctx->be->h2d(ctx->dev, r->x[0], h, (size_t)(n * H) * 2);
+	moe_gen_block(p, MOE_T_X, 0, (uint64_t)r->g0, T, H, h);
+	int rc = ctx->be->h2d(ctx->dev, r->X[0], h, (size_t)(T * H) * 2);
 	free(h);
 	return rc;
 }
@@ -474,7 +531,11 @@ int moe_rank_main(void)
 	r->T = ctx->tokens[ctx->d];
 	for (int d = 0; d < ctx->d; d++)
 		r->g0 += ctx->tokens[d];
-	r->n = moe_rows_dispatched(p, ctx->tokens, ctx->rank);
+	moe_slice_of(p, ctx->tokens, ctx->rank, &r->sl);
+	r->n = r->sl.n;
+	r->gid = calloc((size_t)(r->n + 1), sizeof(int64_t));
+	for (int64_t i = 0; i < r->n; i++)
+		r->gid[i] = moe_slice_gid(p, ctx->tokens, ctx->rank, &r->sl, i);
 	if (p->routing.kind == MOE_ROUTE_TRACE) {
 		char err[512], path[2 * MOE_PATH_MAX + 2];
 		if (p->routing.trace[0] == '/')
@@ -503,11 +564,13 @@ int moe_rank_main(void)
 	struct moe_comm_info ci = {
 		.rank = ctx->rank, .nranks = ctx->nranks, .dp = (int)p->dp, .tp = (int)p->tp, .boot_fd = r->boot_fd,
 		.shm = (char *)shm + ctl, .shm_bytes = (size_t)shm_bytes - ctl,
-		.heap_per_rank = st->sym_bytes(p, ctx->max_rows, ctx->sum_rows), .be = ctx->be, .dev = ctx->dev,
+		.heap_per_rank = st->sym_bytes(p, ctx->max_rows, ctx->sum_rows) + moe_partition_sym_bytes(p, ctx->tokens),
+		.be = ctx->be, .dev = ctx->dev,
 	};
 	if ((rc = ctx->xp->init(&ctx->comm, &ci)) != MOE_OK)
 		return send_error(r->boot_fd, "transport %s init failed (status %d)", ctx->xp->name, rc), MOE_EXIT_RANK;
-	if ((rc = build_weights(ctx)) || (rc = alloc_layers(r)) || (rc = st->setup(ctx)))
+	if ((rc = st->load_weights ? st->load_weights(ctx) : build_weights(ctx)) || (rc = alloc_layers(r)) ||
+	    (rc = st->setup(ctx)))
 		return send_error(r->boot_fd, "setup failed (status %d): out of memory?", rc), MOE_EXIT_RANK;
 
 	moe_counters_start(&r->ctr);
@@ -528,6 +591,8 @@ int moe_rank_main(void)
 			       MOE_EXIT_RANK;
 		if (it >= warm)
 			r->xfer[it - warm] = ctx->xfer_us;
+		if (it == warm)
+			r->digest_first = output_digest(r);
 		if (it >= warm)
 			for (int ph = 0; ph < MOE_PH_COUNT; ph++)
 				if (r->samples[ph])
@@ -540,7 +605,21 @@ int moe_rank_main(void)
 	int mismatch;
 	json_t *res = verify(r, &mismatch);
 	moe_phase(ctx, MOE_PH_report);
+	/* every timed iteration computes the same thing: the first and last outputs must be bit-identical */
+	uint64_t dg = output_digest(r);
+	char hex[17];
+	snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)dg);
+	json_object_set_new(res, "digest", json_string(hex));
+	json_object_set_new(res, "repeat_identical", json_boolean(dg == r->digest_first));
+	if (dg != r->digest_first && !mismatch) {
+		mismatch = 1;
+		json_object_set_new(res, "verdict", json_string("mismatch"));
+		json_object_set_new(res, "first_bad", json_pack("{s:i,s:i,s:i,s:i,s:s}", "rank", ctx->rank, "layer", -1,
+							      "token", -1, "column", -1, "what",
+							      "repeat: the last timed iteration's output differs from the first"));
+	}
 	json_object_set_new(res, "rank", json_integer(ctx->rank));
+	json_object_set_new(res, "dp_group", json_integer(ctx->d));
 	json_object_set_new(res, "pid", json_integer(getpid()));
 	json_object_set_new(res, "rows", json_integer(r->n));
 	json_object_set_new(res, "tokens", json_integer(r->T));

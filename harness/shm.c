@@ -214,6 +214,37 @@ static int shm_bcast(struct moe_comm *c, enum moe_group g, void *buf, size_t byt
 	return shm_barrier(c, g);
 }
 
+static int shm_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const float *sendbuf, const size_t *counts,
+				   const size_t *displs, float *recvbuf)
+{
+	int n = c->nmem[g], me = c->me[g];
+	if (!is_sym(c, sendbuf)) {
+		moe_err("shm reduce_scatterv: send buffer is not from the transport's alloc()");
+		return MOE_ERR_SYSTEM;
+	}
+	MOE_CHECK(shm_barrier(c, g));
+	size_t cnt = counts[me];
+	for (int m = 0; m < n; m++) {
+		const float *src = (const float *)peer_ptr(c, c->members[g][m], sendbuf) + displs[me];
+		if (m == 0)
+			memcpy(recvbuf, src, cnt * sizeof(float));
+		else
+			for (size_t i = 0; i < cnt; i++)
+				recvbuf[i] += src[i];
+	}
+	return shm_barrier(c, g);
+}
+
+static int shm_read_peer(struct moe_comm *c, int peer, void *dst, const void *mine, size_t bytes)
+{
+	if (!is_sym(c, mine) || peer < 0 || peer >= c->info.nranks) {
+		moe_err("shm read_peer: not a symmetric buffer, or no rank %d", peer);
+		return MOE_ERR_SYSTEM;
+	}
+	memcpy(dst, peer_ptr(c, peer, mine), bytes);
+	return MOE_OK;
+}
+
 const struct moe_transport_ops moe_transport_shm = {
 	.abi = MOE_TRANSPORT_ABI,
 	.name = "shm",
@@ -225,4 +256,6 @@ const struct moe_transport_ops moe_transport_shm = {
 	.alltoallv = shm_alltoallv,
 	.allgatherv = shm_allgatherv,
 	.bcast = shm_bcast,
+	.reduce_scatterv_f32 = shm_reduce_scatterv_f32,
+	.read_peer = shm_read_peer,
 };

@@ -60,6 +60,11 @@ struct moe_strategy_ops {
 	size_t (*sym_bytes)(const struct moe_params *p, int64_t max_rows, int64_t sum_rows);
 	/* Allocate workspaces once per case. */
 	int (*setup)(struct moe_ctx *ctx);
+	/* Build this rank's expert weights into ctx->lw (optional: NULL keeps the default, where rank r holds
+	 * experts [r*E/ep, (r+1)*E/ep) in backend memory). Called before setup. */
+	int (*load_weights)(struct moe_ctx *ctx);
+	/* Which global-order sum the combine performs, for the oracle's exact mirror. */
+	int sum_by_rank;
 	/* One layer over the n rows this rank dispatches: routing given (d_idx, d_w: n x K), output y (n x H).
 	 * Runs the dispatch, expert and combine phases. base (n x H fp32) is added to the result, or NULL. */
 	int (*layer)(struct moe_ctx *ctx, int layer, const moe_bf16 *d_x, int64_t n, const int32_t *d_idx,
@@ -73,7 +78,28 @@ struct moe_strategy_ops {
 
 const struct moe_strategy_ops *moe_strategy_find(const char *name);
 
-/* Rows rank (d, t) dispatches in one layer under the case's partition. */
+/* The rows of its DP group a rank dispatches: padded rows [s0, s0 + n) of T + pad; the first nreal are
+ * real tokens, the rest pads (sp only). */
+struct moe_slice {
+	int64_t T, pad, L, s0, n, nreal;
+};
+void moe_slice_of(const struct moe_params *p, const int64_t *tokens, int rank, struct moe_slice *s);
 int64_t moe_rows_dispatched(const struct moe_params *p, const int64_t *tokens, int rank);
+/* Symmetric bytes the partition's TP merge needs per rank. */
+size_t moe_partition_sym_bytes(const struct moe_params *p, const int64_t *tokens);
+
+#define MOE_GID_PAD_MASKED (-1) /* mask/buffer pad: routed to expert 0 with weight 0 */
+#define MOE_GID_PAD_ROUTED (-2) /* zero_token pad under the router */
+/* Global id of slice row i (what its synthetic routing is drawn from), or one of the pad markers. */
+int64_t moe_slice_gid(const struct moe_params *p, const int64_t *tokens, int rank, const struct moe_slice *s,
+		      int64_t i);
+/* Slice input: real rows copied from the group's full input, pad rows zero. */
+int moe_slice_input(struct moe_ctx *ctx, const struct moe_slice *s, const moe_bf16 *d_full, moe_bf16 *d_xs);
+/* Overwrite the routing of mask/buffer pad rows (expert 0, weight 0). */
+int moe_pad_routing(struct moe_ctx *ctx, const struct moe_slice *s, int32_t *d_idx, float *d_w);
+/* Rebuild the group's T output rows d_y from every TP rank's slice output d_ys (tp_merge phase).
+ * sym: the partition's symmetric staging buffer; d_pad: T + pad rows for sp buffer/zero_token. */
+int moe_tp_merge(struct moe_ctx *ctx, const struct moe_slice *s, const moe_bf16 *d_ys, void *sym, moe_bf16 *d_pad,
+		 moe_bf16 *d_y);
 
 #endif

@@ -43,6 +43,14 @@ struct moe_transport_ops {
 			  const size_t *rcounts, const size_t *rdispls);
 	/* Broadcast from member root; buf from alloc(). */
 	int (*bcast)(struct moe_comm *c, enum moe_group g, void *buf, size_t bytes, int root);
+	/* Reduce-scatter of fp32 values: sendbuf (from alloc()) holds one block per member, counts[m] values at
+	 * displs[m]; member m receives the sum of every member's block m, summed in member order (block of
+	 * member 0, then + member 1, ...): deterministic. recvbuf gets counts[me] values. */
+	int (*reduce_scatterv_f32)(struct moe_comm *c, enum moe_group g, const float *sendbuf, const size_t *counts,
+				   const size_t *displs, float *recvbuf);
+	/* One-sided read of bytes from peer's copy of the symmetric buffer `mine` (at the same offset) into
+	 * dst. Safe from a helper thread while the main thread uses the other calls. */
+	int (*read_peer)(struct moe_comm *c, int peer, void *dst, const void *mine, size_t bytes);
 };
 
 #define MOE_TRANSPORT(name) extern const struct moe_transport_ops moe_transport_##name;

@@ -180,19 +180,15 @@ static int host_bucket(struct moe_dev *dev, const int32_t *key, int64_t m, int32
 		return MOE_ERR_NOMEM;
 	memset(counts, 0, (size_t)nb * sizeof(int64_t));
 	for (int64_t i = 0; i < m; i++) {
-		if (key[i] < 0)
+		if (key[i] < key_off || (key[i] - key_off) / key_div >= nb)
 			continue;
-		int64_t b = (key[i] - key_off) / key_div;
-		if (b < 0 || b >= nb) {
-			free(next);
-			return MOE_ERR_SYSTEM; /* a key outside the buckets is a caller bug */
-		}
-		counts[b]++;
+		counts[(key[i] - key_off) / key_div]++;
 	}
 	for (int64_t b = 1; b < nb; b++)
 		next[b] = next[b - 1] + counts[b - 1];
 	for (int64_t i = 0; i < m; i++)
-		pos[i] = key[i] < 0 ? -1 : (int32_t)next[(key[i] - key_off) / key_div]++;
+		pos[i] = key[i] < key_off || (key[i] - key_off) / key_div >= nb ? -1
+									 : (int32_t)next[(key[i] - key_off) / key_div]++;
 	free(next);
 	return MOE_OK;
 }
@@ -308,7 +304,7 @@ static int host_ffn(struct moe_dev *dev, const struct moe_ffn_cfg *c, const moe_
 
 MOE_FMA_CLONES
 static int host_combine(struct moe_dev *dev, const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n,
-			int64_t k, int64_t h, const float *base, int scaled_before, moe_bf16 *out)
+			int64_t k, int64_t h, const float *base, int scaled_before, moe_bf16 *out, float *out_f32)
 {
 	(void)dev;
 	float *acc = malloc((size_t)(h > 0 ? h : 1) * sizeof(float));
@@ -333,10 +329,21 @@ static int host_combine(struct moe_dev *dev, const moe_bf16 *rows, const int32_t
 				for (int64_t c = 0; c < h; c++)
 					acc[c] = fmaf(wj, moe_bf16_to_f32(r[c]), acc[c]);
 		}
-		for (int64_t c = 0; c < h; c++)
-			out[t * h + c] = moe_f32_to_bf16(acc[c]);
+		if (out_f32)
+			memcpy(out_f32 + t * h, acc, (size_t)h * sizeof(float));
+		else
+			for (int64_t c = 0; c < h; c++)
+				out[t * h + c] = moe_f32_to_bf16(acc[c]);
 	}
 	free(acc);
+	return MOE_OK;
+}
+
+static int host_finish(struct moe_dev *dev, const float *s, const float *base, int64_t n, moe_bf16 *out)
+{
+	(void)dev;
+	for (int64_t i = 0; i < n; i++)
+		out[i] = moe_f32_to_bf16(base ? base[i] + s[i] : s[i]);
 	return MOE_OK;
 }
 
@@ -389,6 +396,7 @@ const struct moe_backend_ops moe_backend_host = {
 	.gather_rows = host_gather,
 	.ffn = host_ffn,
 	.combine = host_combine,
+	.finish = host_finish,
 	.add = host_add,
 	.widen = host_widen,
 	.flush_cache = host_flush,

@@ -51,9 +51,10 @@ struct moe_backend_ops {
 	/* Router: x (n x H, bf16) and Wg (E x H) -> idx (n x K) and w (n x K, fp32). Ties go to the lower id. */
 	int (*route)(struct moe_dev *dev, const struct moe_route_cfg *cfg, const moe_bf16 *d_x, int64_t n,
 		     const moe_bf16 *d_wg, int32_t *d_idx, float *d_w);
-	/* Stable counting sort: key[i] in [0, nb) or < 0 (dropped). counts[nb] (host) receives the bucket sizes,
-	 * d_pos[i] the position of item i in bucket-major order (-1 when dropped). key_div maps a key to
-	 * bucket key/key_div (expert -> owner rank); key_off is subtracted first. */
+	/* Stable counting sort. Item i goes to bucket (key[i] - key_off) / key_div when key[i] >= key_off and that
+	 * bucket is in [0, nb); otherwise it is dropped (d_pos[i] = -1): negative keys are pads, keys past the
+	 * range belong to another rank. counts[nb] (host) receives the bucket sizes, d_pos[i] the position of
+	 * item i in bucket-major order. */
 	int (*bucket)(struct moe_dev *dev, const int32_t *d_key, int64_t m, int32_t key_off, int32_t key_div,
 		      int64_t nb, int64_t *counts, int32_t *d_pos);
 	/* Row moves (h bf16 each): scatter dst[pos[i]] = src[i / src_div] (pos < 0 skipped; src_div = K sends
@@ -68,11 +69,14 @@ struct moe_backend_ops {
 	 * d_scale (per row, fp32) multiplies the input first when not NULL (score_before_experts). */
 	int (*ffn)(struct moe_dev *dev, const struct moe_ffn_cfg *cfg, const moe_bf16 *d_x, const int64_t *counts,
 		   const float *d_scale, moe_bf16 *d_out);
-	/* Combine: out[t] = bf16( base[t] + sum_k w[t,k] * rows[slot[t,k]] ), k = 0..K-1 in order, fp32,
-	 * slot < 0 skipped; d_base may be NULL (zero). When scaled_before != 0 the weights are not applied
-	 * again (the experts already saw w*x). */
+	/* Combine: acc = base[t] (or 0); acc = fma(w[t,k], rows[slot[t,k]], acc) for k = 0..K-1 in order, fp32,
+	 * slot < 0 skipped. When scaled_before != 0 the weights are not applied again (acc += row: the experts
+	 * already saw w*x). The result goes to d_out as bf16, or to d_out_f32 unrounded (the other is NULL). */
 	int (*combine)(struct moe_dev *dev, const moe_bf16 *d_rows, const int32_t *d_slot, const float *d_w,
-		       int64_t n, int64_t k, int64_t h, const float *d_base, int scaled_before, moe_bf16 *d_out);
+		       int64_t n, int64_t k, int64_t h, const float *d_base, int scaled_before, moe_bf16 *d_out,
+		       float *d_out_f32);
+	/* out = bf16(base + s) (or bf16(s) when d_base is NULL) over n values. */
+	int (*finish)(struct moe_dev *dev, const float *d_s, const float *d_base, int64_t n, moe_bf16 *d_out);
 	/* out = bf16(a + b) elementwise over n values (the residual between layers). */
 	int (*add)(struct moe_dev *dev, const moe_bf16 *d_a, const moe_bf16 *d_b, int64_t n, moe_bf16 *d_out);
 	/* Widen n bf16 values to fp32 (for the combine's base term). */

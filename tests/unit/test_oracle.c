@@ -44,12 +44,12 @@ static void test_exact_scale_by_hand(void **state)
 	}
 	int64_t gid = 7;
 	struct moe_verdict v;
-	assert_int_equal(moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, &v), MOE_OK);
+	assert_int_equal(moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, 1, &v), MOE_OK);
 	assert_int_equal(v.bad, 0);
 	assert_int_equal(v.checked, 1);
 	/* one ulp off in one column is a mismatch naming that column */
 	y[2] ^= 1;
-	assert_int_equal(moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, &v), MOE_OK);
+	assert_int_equal(moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, 1, &v), MOE_OK);
 	assert_int_equal(v.bad, 1);
 	assert_int_equal(v.token, 0);
 	assert_int_equal(v.col, 2);
@@ -71,7 +71,7 @@ static void test_identity_is_weighted_sum(void **state)
 	moe_bf16 x[2] = {bf(3.0f), bf(-1.5f)}, y[2] = {bf(3.0f), bf(-1.5f)};
 	int64_t gid = 0;
 	struct moe_verdict v;
-	assert_int_equal(moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, &v), MOE_OK);
+	assert_int_equal(moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, 1, &v), MOE_OK);
 	assert_int_equal(v.bad, 0);
 }
 
@@ -88,7 +88,7 @@ static void test_synthetic_routing_must_match(void **state)
 	moe_bf16 x[2] = {bf(1), bf(1)}, y[2] = {bf(1), bf(1)};
 	int64_t gid = 3;
 	struct moe_verdict v;
-	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, &v);
+	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, 1, &v);
 	assert_int_equal(v.bad, 1);
 	assert_true(strstr(v.what, "routing") != NULL);
 }
@@ -177,13 +177,13 @@ static void test_swiglu_by_hand(void **state)
 		y[h] = bf((float)(w[0] * moe_bf16_to_f32(moe_gen_elem(&p, MOE_T_W2, 0, h, 0)) * act));
 	int64_t gid = 0;
 	struct moe_verdict v;
-	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, &v);
+	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, 1, &v);
 	assert_int_equal(v.bad, 0);
 	assert_true(v.max_err < 1e-2);
 	/* 10% off is beyond the 2% bf16 tolerance */
 	for (int h = 0; h < 2; h++)
 		y[h] = bf(1.1f * moe_bf16_to_f32(y[h]));
-	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, &v);
+	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, 1, &v);
 	assert_int_equal(v.bad, 1);
 	assert_true(v.max_err > 0.05);
 }
@@ -201,7 +201,7 @@ static void test_nan_fails(void **state)
 	moe_bf16 x[2] = {bf(1), bf(1)}, y[2] = {0x7fc0, bf(0)};
 	int64_t gid = 0;
 	struct moe_verdict v;
-	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, &v);
+	moe_oracle_check(&p, 0, 1, x, &gid, idx, w, y, NULL, 0, NULL, 1, &v);
 	assert_int_equal(v.bad, 1);
 }
 
@@ -226,10 +226,10 @@ static void test_check_subset(void **state)
 	y[2 * 1 + 1] ^= 0x40; /* row 1 is wrong */
 	int64_t rows[2] = {0, 2};
 	struct moe_verdict v;
-	moe_oracle_check(&p, 0, 3, x, gid, idx, w, y, rows, 2, NULL, &v);
+	moe_oracle_check(&p, 0, 3, x, gid, idx, w, y, rows, 2, NULL, 1, &v);
 	assert_int_equal(v.bad, 0);
 	assert_int_equal(v.checked, 2);
-	moe_oracle_check(&p, 0, 3, x, gid, idx, w, y, NULL, 0, NULL, &v);
+	moe_oracle_check(&p, 0, 3, x, gid, idx, w, y, NULL, 0, NULL, 1, &v);
 	assert_int_equal(v.bad, 1);
 	assert_int_equal(v.token, 1);
 	assert_int_equal(v.col, 1);
