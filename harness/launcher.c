@@ -143,13 +143,14 @@ static json_t *summary_json(const struct moe_summary *s)
 }
 
 /* Phases, the iteration total, and "xfer": the time spent inside transport data calls (part of dispatch and combine). */
-static const char *const timed_phases[] = {"route", "dispatch", "expert", "combine", "tp_merge", "fetch_wait", "total", "xfer"};
+static const char *const timed_phases[] = {"route", "dispatch", "expert", "combine", "tp_merge", "fetch_wait", "total", "xfer",
+					   "fetch"};
 
 static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 {
 	json_t *phases = json_object(), *samples = json_object();
 	size_t iters = 0;
-	double *comm = NULL, xfer_p50 = NAN;
+	double *comm = NULL, xfer_p50 = NAN, fetch_p50 = NAN, wait_p50 = NAN;
 	for (size_t k = 0; k < MOE_ARRAY_SIZE(timed_phases); k++) {
 		double *m = iter_max(rp, n, timed_phases[k], &iters);
 		if (!m)
@@ -163,6 +164,10 @@ static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 		json_object_set_new(samples, timed_phases[k], a);
 		if (!strcmp(timed_phases[k], "xfer"))
 			xfer_p50 = s.p50;
+		if (!strcmp(timed_phases[k], "fetch"))
+			fetch_p50 = s.p50;
+		if (!strcmp(timed_phases[k], "fetch_wait"))
+			wait_p50 = s.p50;
 		if (!strcmp(timed_phases[k], "dispatch") || !strcmp(timed_phases[k], "combine")) {
 			if (!comm)
 				comm = moe_xcalloc(iters, sizeof(double));
@@ -176,7 +181,7 @@ static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 	/* the slowest rank: highest median total */
 	int slow = -1;
 	double slow_p50 = -1;
-	json_int_t logical = 0, wire = 0;
+	json_int_t logical = 0, wire = 0, fetched = 0;
 	for (int r = 0; r < n; r++) {
 		json_t *a = json_object_get(json_object_get(rp[r].result, "samples_us"), "total");
 		size_t m = json_array_size(a);
@@ -193,6 +198,16 @@ static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 		json_t *b = json_object_get(rp[r].result, "bytes");
 		logical += json_integer_value(json_object_get(b, "logical"));
 		wire += json_integer_value(json_object_get(b, "wire"));
+		fetched += json_integer_value(json_object_get(b, "fetched"));
+	}
+	if (fetched) {
+		/* dwdp: fetch bandwidth per rank, and how much of the fetch the expert compute hid */
+		double bw = fetch_p50 > 0 ? (double)fetched / n / fetch_p50 * 1e-3 : 0;
+		double hidden = fetch_p50 > 0 ? 1.0 - (wait_p50 == wait_p50 ? wait_p50 : 0) / fetch_p50 : 0;
+		json_object_set_new(cj, "dwdp", json_pack("{s:I,s:f,s:f,s:f,s:f}", "bytes_fetched_per_rank",
+							   (json_int_t)(fetched / n), "fetch_p50_us", fetch_p50,
+							   "exposed_wait_p50_us", wait_p50 == wait_p50 ? wait_p50 : 0.0,
+							   "fetch_GBps", bw, "hidden_fraction", hidden < 0 ? 0.0 : hidden));
 	}
 	json_object_set_new(cj, "slowest_rank", json_pack("{s:i,s:f}", "rank", slow, "total_p50_us", slow_p50));
 	double comm_p50 = NAN;

@@ -39,6 +39,7 @@ struct rank_run {
 	/* per timed iteration, per phase */
 	double *samples[MOE_PH_COUNT];
 	double *xfer;     /* per timed iteration: time inside transport data calls */
+	double *fetch;    /* per timed iteration: dwdp weight fetch time (helper thread) */
 	struct moe_slice sl; /* the rows this rank dispatches */
 	int64_t n;        /* = sl.n */
 	int64_t T, g0;    /* tokens of its DP group and the global id of the first */
@@ -258,6 +259,7 @@ static int run_iteration(struct rank_run *r)
 	memset(ctx->phase_us, 0, sizeof(ctx->phase_us));
 	memset(&ctx->bytes, 0, sizeof(ctx->bytes));
 	ctx->xfer_us = 0;
+	ctx->fetch_us = 0;
 	MOE_CHECK(ctx->xp->barrier(ctx->comm, MOE_GROUP_WORLD));
 	if (p->l2_flush)
 		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
@@ -476,6 +478,10 @@ static json_t *samples_json(struct rank_run *r, int iters)
 	for (int i = 0; i < iters; i++)
 		json_array_append_new(a, json_real(r->xfer[i]));
 	json_object_set_new(s, "xfer", a);
+	a = json_array();
+	for (int i = 0; i < iters; i++)
+		json_array_append_new(a, json_real(r->fetch[i]));
+	json_object_set_new(s, "fetch", a);
 	return s;
 }
 
@@ -580,7 +586,8 @@ int moe_rank_main(void)
 		    ph == MOE_PH_tp_merge || ph == MOE_PH_fetch_wait || ph == MOE_PH_done)
 			r->samples[ph] = calloc((size_t)iters, sizeof(double));
 	r->xfer = calloc((size_t)iters, sizeof(double));
-	struct moe_bytes bytes = {0, 0};
+	r->fetch = calloc((size_t)iters, sizeof(double));
+	struct moe_bytes bytes = {0, 0, 0};
 	for (int it = 0; it < warm + iters; it++) {
 		if (it == warm)
 			memset(r->ctr_phase, 0, sizeof(r->ctr_phase));
@@ -589,8 +596,10 @@ int moe_rank_main(void)
 			return send_error(r->boot_fd, "iteration %d failed in phase %s (status %d)", it,
 					  moe_phase_name(atomic_load(&ctx->status->phase[ctx->rank])), rc),
 			       MOE_EXIT_RANK;
-		if (it >= warm)
+		if (it >= warm) {
 			r->xfer[it - warm] = ctx->xfer_us;
+			r->fetch[it - warm] = ctx->fetch_us;
+		}
 		if (it == warm)
 			r->digest_first = output_digest(r);
 		if (it >= warm)
@@ -627,6 +636,7 @@ int moe_rank_main(void)
 	json_t *jb = json_object();
 	json_object_set_new(jb, "logical", json_integer(bytes.logical));
 	json_object_set_new(jb, "wire", json_integer(bytes.wire));
+	json_object_set_new(jb, "fetched", json_integer(bytes.fetched));
 	json_object_set_new(res, "bytes", jb);
 	json_t *jc = json_object();
 	json_object_set_new(jc, "available", json_boolean(r->ctr.available));

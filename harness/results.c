@@ -185,10 +185,17 @@ void moe_results_row(FILE *f, json_t *c)
 			json_string_value(json_object_get(c, "reason")));
 		return;
 	}
-	fprintf(f, "%-44s %5d %9lld %9.1f %9.1f %9.1f %9.1f %10.1f %10.1f %8.2fG  %s", name, ranks,
-		(long long)total_tokens(c), ph(c, "route", "p50_us"), ph(c, "dispatch", "p50_us"), ph(c, "expert", "p50_us"),
-		ph(c, "combine", "p50_us"), ph(c, "total", "p50_us"), ph(c, "total", "p99_us"),
-		json_number_value(json_object_get(json_object_get(c, "bytes"), "busbw_GBps")), v);
+	char bw[32] = "        -";
+	double busbw = json_number_value(json_object_get(json_object_get(c, "bytes"), "busbw_GBps"));
+	if (busbw > 0)
+		snprintf(bw, sizeof(bw), "%8.2fG", busbw);
+	fprintf(f, "%-44s %5d %9lld %9.1f %9.1f %9.1f %9.1f %10.1f %10.1f %s  %s", name, ranks, (long long)total_tokens(c),
+		ph(c, "route", "p50_us"), ph(c, "dispatch", "p50_us"), ph(c, "expert", "p50_us"), ph(c, "combine", "p50_us"),
+		ph(c, "total", "p50_us"), ph(c, "total", "p99_us"), bw, v);
+	json_t *dw = json_object_get(c, "dwdp");
+	if (dw)
+		fprintf(f, " (dwdp: fetch %.2f GB/s, %.0f%% hidden)", json_number_value(json_object_get(dw, "fetch_GBps")),
+			100 * json_number_value(json_object_get(dw, "hidden_fraction")));
 	json_t *fb = json_object_get(c, "first_bad");
 	if (fb)
 		fprintf(f, " (rank %lld, layer %lld, token %lld, column %lld: %s)",

@@ -25,6 +25,7 @@ struct moe_layer_weights {
 struct moe_bytes {
 	int64_t logical; /* everything handed to the transport, self-sends included */
 	int64_t wire;    /* what left this rank */
+	int64_t fetched; /* weights pulled from peers (dwdp) */
 };
 
 struct moe_ctx {
@@ -45,6 +46,7 @@ struct moe_ctx {
 	double phase_us[MOE_PH_COUNT];
 	struct moe_bytes bytes;
 	double xfer_us;       /* time inside transport data calls this iteration (a part of the phases) */
+	double fetch_us;      /* dwdp: time the helper spent fetching weights this iteration (overlapped) */
 	const char *inject_phase; /* fault injection: phase name */
 	int inject_kind;
 	void *strategy_state;
