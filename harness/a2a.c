@@ -132,6 +132,9 @@ static int a2a_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t 
 	MOE_CHECK(moe_phase(ctx, MOE_PH_expert));
 	int32_t first = (int32_t)(ctx->rank * epr);
 	MOE_CHECK(be->bucket(dv, s->recv_meta, nrecv, first, 1, epr, s->ecount, s->pos_exp));
+	ctx->slots_sent += n * K;
+	for (int64_t e = 0; e < epr; e++)
+		ctx->slots_computed += s->ecount[e];
 	MOE_CHECK(be->scatter_rows(dv, s->recv_x, s->pos_exp, nrecv, 1, H, s->sorted_x));
 	if (p->score_before_experts)
 		MOE_CHECK(be->scatter_i32(dv, (const int32_t *)s->recv_w, s->pos_exp, nrecv, (int32_t *)s->sorted_w));

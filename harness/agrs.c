@@ -117,7 +117,8 @@ static int agrs_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t
 		.d_w3 = (const moe_bf16 *const *)lw->w3 + first,
 		.d_w2 = (const moe_bf16 *const *)lw->w2 + first,
 	};
-	(void)mine;
+	ctx->slots_sent += n * K;
+	ctx->slots_computed += mine;
 	MOE_CHECK(be->ffn(dv, &fc, s->sorted_x, s->ecount, p->score_before_experts ? s->sorted_w : NULL, s->sorted_y));
 	/* partial sums over the owned slots of every gathered row, slot order, from zero */
 	MOE_CHECK(be->combine(dv, s->sorted_y, s->pos, s->all_w, sr, K, H, NULL, p->score_before_experts, NULL,

@@ -134,7 +134,7 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 			return MOE_ERR_NOMEM;
 	}
 	moe_bf16 *h = malloc(s->mat);
-	ctx->lw = calloc((size_t)L, sizeof(*ctx->lw));
+	ctx->lw = calloc((size_t)MOE_MAX(L, 1), sizeof(*ctx->lw));
 	if (!h || !ctx->lw) {
 		free(h);
 		return MOE_ERR_NOMEM;
@@ -282,7 +282,9 @@ static int dwdp_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t
 	if (p->score_before_experts)
 		MOE_CHECK(be->scatter_i32(ctx->dev, (const int32_t *)w, s->pos, n * K, (int32_t *)s->sorted_w));
 	int64_t lo = s->P * s->q, hi = lo + s->W, r_lo = 0, r_hi = 0;
+	ctx->slots_sent += n * K;
 	for (int64_t e = 0; e < E; e++) {
+		ctx->slots_computed += s->ecount[e];
 		if (e < lo)
 			r_lo += s->ecount[e];
 		if (e < hi)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "calibrate.h"
+#include "invariants.h"
 #include "launcher.h"
 #include "moe.h"
 #include "params.h"
@@ -466,10 +467,23 @@ static int cmd_run(int argc, char **argv)
 		/* results so far are on disk after every case: a later crash loses nothing */
 		moe_results_write(dir, run);
 	}
+	int inv_failed = 0;
+	json_t *inv = moe_invariants_check(jcases, &inv_failed);
+	json_object_set_new(run, "invariants", inv);
 	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
 	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
 	int wrc = moe_results_write(dir, run);
 	if (out) {
+		size_t ii;
+		json_t *iv;
+		json_array_foreach(inv, ii, iv) if (!json_is_true(json_object_get(iv, "passed")))
+		{
+			char *names = json_dumps(json_object_get(iv, "cases"), JSON_COMPACT);
+			fprintf(out, "# invariant FAILED: %s %s: %s\n", json_string_value(json_object_get(iv, "invariant")),
+				names ? names : "", json_string_value(json_object_get(iv, "detail")));
+			free(names);
+		}
+		fprintf(out, "# invariants: %zu checked, %d failed\n", json_array_size(inv), inv_failed);
 		moe_results_footer(out, jcases);
 		fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
 	}
@@ -500,7 +514,7 @@ static int cmd_run(int argc, char **argv)
 		return MOE_EXIT_RANK;
 	if (any_usage)
 		return MOE_EXIT_USAGE;
-	if (any_mismatch || wrc)
+	if (any_mismatch || inv_failed || wrc)
 		return MOE_EXIT_FAIL;
 	if (nskip == ncases)
 		return MOE_EXIT_SKIP;

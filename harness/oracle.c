@@ -344,12 +344,13 @@ int moe_oracle_check(const struct moe_params *p, uint32_t layer, int64_t n, cons
 		return MOE_OK;
 	}
 	/* swiglu: float64 reference built expert by expert (each expert's weights generated once) */
-	double *yref = calloc((size_t)(ncheck * H), sizeof(double));
-	double *u = malloc((size_t)(ncheck * H) * sizeof(double));
-	double *us = malloc((size_t)(ncheck * H) * sizeof(double));
-	double *ys = malloc((size_t)(ncheck * H) * sizeof(double));
-	double *sc = malloc((size_t)ncheck * sizeof(double));
-	int64_t *who = malloc((size_t)ncheck * sizeof(int64_t));
+	double *yref = calloc((size_t)(ncheck * H + 1), sizeof(double));
+	double *u = malloc((size_t)(ncheck * H + 1) * sizeof(double));
+	/* one expert can take up to K slots of a row (pad rows, traces with repeats) */
+	double *us = malloc((size_t)(ncheck * K * H + 1) * sizeof(double));
+	double *ys = malloc((size_t)(ncheck * K * H + 1) * sizeof(double));
+	double *sc = malloc((size_t)(ncheck * K + 1) * sizeof(double));
+	int64_t *who = malloc((size_t)(ncheck * K + 1) * sizeof(int64_t));
 	if (!yref || !u || !us || !ys || !sc || !who) {
 		free(yref); free(u); free(us); free(ys); free(sc); free(who);
 		return MOE_ERR_NOMEM;

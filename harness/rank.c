@@ -260,6 +260,7 @@ static int run_iteration(struct rank_run *r)
 	memset(&ctx->bytes, 0, sizeof(ctx->bytes));
 	ctx->xfer_us = 0;
 	ctx->fetch_us = 0;
+	ctx->slots_sent = ctx->slots_computed = 0;
 	MOE_CHECK(ctx->xp->barrier(ctx->comm, MOE_GROUP_WORLD));
 	if (p->l2_flush)
 		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
@@ -631,6 +632,9 @@ int moe_rank_main(void)
 	json_object_set_new(res, "dp_group", json_integer(ctx->d));
 	json_object_set_new(res, "pid", json_integer(getpid()));
 	json_object_set_new(res, "rows", json_integer(r->n));
+	json_object_set_new(res, "pad_rows", json_integer(r->n - r->sl.nreal));
+	json_object_set_new(res, "slots", json_pack("{s:I,s:I}", "sent", (json_int_t)ctx->slots_sent, "computed",
+						     (json_int_t)ctx->slots_computed));
 	json_object_set_new(res, "tokens", json_integer(r->T));
 	json_object_set_new(res, "samples_us", samples_json(r, iters));
 	json_t *jb = json_object();

@@ -322,10 +322,16 @@ int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe
 		}
 		add_entry(&ps, "\x01set", key, eq + 1, 0);
 	}
-	char dirbuf[PATH_MAX], base_dir[PATH_MAX];
+	char dirbuf[PATH_MAX], base_dir[MOE_PATH_MAX];
 	if (!realpath(path, dirbuf))
 		snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-	snprintf(base_dir, sizeof(base_dir), "%s", dirname(dirbuf));
+	const char *dn = dirname(dirbuf);
+	size_t dl = strlen(dn);
+	if (dl >= sizeof(base_dir)) {
+		snprintf(err, errlen, "%s: folder path longer than %d characters", path, MOE_PATH_MAX - 1);
+		goto out;
+	}
+	memcpy(base_dir, dn, dl + 1);
 	int ncases = 0;
 	for (int s = 0; s < ps.nsec; s++) {
 		if (!strcmp(ps.sec[s].name, "global"))

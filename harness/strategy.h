@@ -47,6 +47,8 @@ struct moe_ctx {
 	struct moe_bytes bytes;
 	double xfer_us;       /* time inside transport data calls this iteration (a part of the phases) */
 	double fetch_us;      /* dwdp: time the helper spent fetching weights this iteration (overlapped) */
+	int64_t slots_sent;   /* token slots this rank handed to experts (its rows x K), this iteration */
+	int64_t slots_computed; /* token slots this rank's experts computed, this iteration */
 	const char *inject_phase; /* fault injection: phase name */
 	int inject_kind;
 	void *strategy_state;

@@ -6,6 +6,8 @@
 
 #include "kernels.h"
 
+#define MOE_HOST_BLOCK 32
+
 struct moe_dev {
 	char *flush_buf;
 	size_t flush_bytes;
@@ -259,27 +261,36 @@ static int host_ffn(struct moe_dev *dev, const struct moe_ffn_cfg *c, const moe_
 		} else {
 			float *w1 = widen_alloc(c->d_w1[j], F * H), *w3 = widen_alloc(c->d_w3[j], F * H);
 			float *w2 = widen_alloc(c->d_w2[j], H * F);
-			float *g = malloc((size_t)(m * F) * sizeof(float)), *v = malloc((size_t)(m * F) * sizeof(float));
-			float *o = malloc((size_t)(m * H) * sizeof(float));
-			int ok = w1 && w3 && w2 && g && v && o;
-			if (ok) {
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)F, (int)H, 1.0f, u, (int)H,
+			/* GEMMs run on fixed blocks of MOE_HOST_BLOCK rows (the last one zero-padded), so a row's
+			 * result never depends on how many other rows share its expert: the same token gives the
+			 * same bits whichever strategy grouped it */
+			int64_t B = MOE_HOST_BLOCK;
+			float *xb = calloc((size_t)(B * H), sizeof(float)), *g = malloc((size_t)(B * F) * sizeof(float));
+			float *v = malloc((size_t)(B * F) * sizeof(float)), *o = malloc((size_t)(B * H) * sizeof(float));
+			int ok = w1 && w3 && w2 && xb && g && v && o;
+			for (int64_t r0 = 0; ok && r0 < m; r0 += B) {
+				int64_t rows = MOE_MIN(B, m - r0);
+				memcpy(xb, u + r0 * H, (size_t)(rows * H) * sizeof(float));
+				if (rows < B)
+					memset(xb + rows * H, 0, (size_t)((B - rows) * H) * sizeof(float));
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)F, (int)H, 1.0f, xb, (int)H,
 					    w1, (int)H, 0.0f, g, (int)F);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)F, (int)H, 1.0f, u, (int)H,
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)F, (int)H, 1.0f, xb, (int)H,
 					    w3, (int)H, 0.0f, v, (int)F);
-				for (int64_t i = 0; i < m * F; i++) {
+				for (int64_t i = 0; i < B * F; i++) {
 					float a = g[i];
 					/* the activation is stored as bf16 between the two GEMMs, as on the GPU */
 					g[i] = moe_bf16_to_f32(moe_f32_to_bf16(a / (1.0f + expf(-a)) * v[i]));
 				}
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)H, (int)F, 1.0f, g, (int)F,
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)H, (int)F, 1.0f, g, (int)F,
 					    w2, (int)F, 0.0f, o, (int)H);
-				for (int64_t i = 0; i < m * H; i++)
-					oe[i] = moe_f32_to_bf16(o[i]);
+				for (int64_t i = 0; i < rows * H; i++)
+					oe[r0 * H + i] = moe_f32_to_bf16(o[i]);
 			}
 			free(w1);
 			free(w3);
 			free(w2);
+			free(xb);
 			free(g);
 			free(v);
 			free(o);

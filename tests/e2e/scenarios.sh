@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every shipped scenario runs OK on the host backend, and its invariants are listed as passed.
+. "$(dirname "$0")/lib.bash"
+for f in "$SRC"/scenarios/*.ini; do
+  n=$(basename "$f" .ini)
+  "$MOEBENCH" run "$f" --out "$OUT/$n" -q >"$OUT/$n.out" 2>&1
+  rc=$?
+  J=$(run_json "$OUT/$n")
+  check "$n: exit 0 (got $rc)" test "$rc" -eq 0
+  check "$n: every case ok" test "$(jget "$J" "all(c['verdict']=='ok' for c in d['cases'])")" = True
+  check "$n: invariants listed and all passed" test "$(jget "$J" \
+    "len(d['invariants'])>0 and all(i['passed'] for i in d['invariants'])")" = True
+done
+J=$(run_json "$OUT/sp-padding")
+check "sp-padding checks mask == buffer and padded == unpadded" test "$(jget "$J" \
+  "sorted(set(i['invariant'] for i in d['invariants']) & {'mask_equals_buffer','padding_equals_unpadded','pad_inert'})")" \
+  = "['mask_equals_buffer', 'pad_inert', 'padding_equals_unpadded']"
+J=$(run_json "$OUT/leader")
+check "leader checks leader == replicate" test "$(jget "$J" "any(i['invariant']=='leader_equals_replicate' for i in d['invariants'])")" = True
+check "leader dispatches tp-times fewer rows" test "$(jget "$J" \
+  "[sum(r['rows'] for r in c['ranks']) for c in d['cases'] if c['name'] in ('tp4/partition=leader','tp4/partition=replicate')]")" = "[128, 512]"
+J=$(run_json "$OUT/dwdp")
+check "dwdp checks dwdp == all-local" test "$(jget "$J" "sum(i['invariant']=='dwdp_equals_local' for i in d['invariants'])")" -ge 3
+check "dwdp reports bytes fetched, fetch time and exposed wait" test "$(jget "$J" \
+  "all(c['dwdp']['bytes_fetched_per_rank']>0 and c['dwdp']['fetch_p50_us']>0 and 'exposed_wait_p50_us' in c['dwdp'] for c in d['cases'] if c['params']['strategy']=='dwdp')")" = True
+# a layout the DWDP rules forbid, and an impossible parallel layout, are scenario errors naming the rule
+"$MOEBENCH" list --set strategy=dwdp --set dp=4 --set experts_per_worker=5 --set prefetch_experts=2 "$SRC/scenarios/smoke.ini" 2>"$OUT/dw.err" >/dev/null
+check "invalid dwdp layout exits 2" test $? -eq 2
+check "it names the rule W + (D-1)*P = E" grep -q "dwdp layout needs W + (D-1)\*P = E" "$OUT/dw.err"
+"$MOEBENCH" list --set dp=3 --set tp=2 "$SRC/scenarios/smoke.ini" 2>"$OUT/ep.err" >/dev/null
+check "experts not divisible by ep exits 2" test $? -eq 2
+check "it names the rule" grep -q "must be divisible by ep = dp\*tp = 6" "$OUT/ep.err"
+finish
