@@ -23,8 +23,7 @@ static size_t a2a_sym_bytes(const struct moe_params *p, int64_t max_rows, int64_
 {
 	size_t send = (size_t)(max_rows * p->topk), recv = (size_t)(sum_rows * p->topk);
 	size_t row = (size_t)p->hidden * sizeof(moe_bf16);
-	/* each alloc is rounded up to 256 bytes by the transport */
-	return send * (row + 8) + recv * row + 4 * 256;
+	return send * (row + 8) + recv * row + 4 * MOE_WS_SYM_OVERHEAD;
 }
 
 static int a2a_setup(struct moe_ctx *ctx)
@@ -38,24 +37,22 @@ static int a2a_setup(struct moe_ctx *ctx)
 	s->cap_send = ctx->max_rows * K;
 	s->cap_recv = ctx->sum_rows * K;
 	size_t row = (size_t)H * sizeof(moe_bf16);
-	s->send_x = ctx->xp->alloc(ctx->comm, (size_t)s->cap_send * row);
-	s->send_meta = ctx->xp->alloc(ctx->comm, (size_t)s->cap_send * 4);
-	s->send_w = ctx->xp->alloc(ctx->comm, (size_t)s->cap_send * 4);
-	s->back_y = ctx->xp->alloc(ctx->comm, (size_t)s->cap_recv * row);
+	s->send_x = MOE_WS(ctx, 1, (size_t)s->cap_send * row);
+	s->send_meta = MOE_WS(ctx, 1, (size_t)s->cap_send * 4);
+	s->send_w = MOE_WS(ctx, 1, (size_t)s->cap_send * 4);
+	s->back_y = MOE_WS(ctx, 1, (size_t)s->cap_recv * row);
 	if (!s->send_x || !s->send_meta || !s->send_w || !s->back_y)
 		return MOE_ERR_NOMEM;
-	struct moe_dev *dv = ctx->dev;
-	const struct moe_backend_ops *be = ctx->be;
 	size_t rc = (size_t)(s->cap_recv ? s->cap_recv : 1), sc = (size_t)(s->cap_send ? s->cap_send : 1);
-	s->recv_x = be->alloc(dv, rc * row);
-	s->sorted_x = be->alloc(dv, rc * row);
-	s->sorted_y = be->alloc(dv, rc * row);
-	s->ret_y = be->alloc(dv, sc * row);
-	s->recv_meta = be->alloc(dv, rc * 4);
-	s->recv_w = be->alloc(dv, rc * 4);
-	s->sorted_w = be->alloc(dv, rc * 4);
-	s->pos_send = be->alloc(dv, sc * 4);
-	s->pos_exp = be->alloc(dv, rc * 4);
+	s->recv_x = MOE_WS(ctx, 0, rc * row);
+	s->sorted_x = MOE_WS(ctx, 0, rc * row);
+	s->sorted_y = MOE_WS(ctx, 0, rc * row);
+	s->ret_y = MOE_WS(ctx, 0, sc * row);
+	s->recv_meta = MOE_WS(ctx, 0, rc * 4);
+	s->recv_w = MOE_WS(ctx, 0, rc * 4);
+	s->sorted_w = MOE_WS(ctx, 0, rc * 4);
+	s->pos_send = MOE_WS(ctx, 0, sc * 4);
+	s->pos_exp = MOE_WS(ctx, 0, rc * 4);
 	s->scount = calloc((size_t)R, sizeof(int64_t));
 	s->rcount = calloc((size_t)R, sizeof(int64_t));
 	s->ecount = calloc((size_t)p->experts, sizeof(int64_t));
@@ -162,12 +159,6 @@ static void a2a_teardown(struct moe_ctx *ctx)
 	struct a2a_state *s = ctx->strategy_state;
 	if (!s)
 		return;
-	const struct moe_backend_ops *be = ctx->be;
-	void *dev_bufs[] = {s->recv_x, s->sorted_x, s->sorted_y, s->ret_y, s->recv_meta,
-			    s->recv_w, s->sorted_w, s->pos_send, s->pos_exp};
-	for (size_t i = 0; i < MOE_ARRAY_SIZE(dev_bufs); i++)
-		if (dev_bufs[i])
-			be->free(ctx->dev, dev_bufs[i]);
 	free(s->scount);
 	free(s->rcount);
 	free(s->ecount);

@@ -21,7 +21,7 @@ struct agrs_state {
 static size_t agrs_sym_bytes(const struct moe_params *p, int64_t max_rows, int64_t sum_rows)
 {
 	size_t H = (size_t)p->hidden, K = (size_t)p->topk;
-	return (size_t)max_rows * (H * 2 + K * 8) + (size_t)sum_rows * H * 4 + 4 * 256;
+	return (size_t)max_rows * (H * 2 + K * 8) + (size_t)sum_rows * H * 4 + 4 * MOE_WS_SYM_OVERHEAD;
 }
 
 static int agrs_setup(struct moe_ctx *ctx)
@@ -32,22 +32,21 @@ static int agrs_setup(struct moe_ctx *ctx)
 		return MOE_ERR_NOMEM;
 	ctx->strategy_state = s;
 	int64_t H = p->hidden, K = p->topk, R = ctx->nranks, mr = ctx->max_rows, sr = ctx->sum_rows;
-	s->send_x = ctx->xp->alloc(ctx->comm, (size_t)(mr * H) * 2);
-	s->send_idx = ctx->xp->alloc(ctx->comm, (size_t)(mr * K) * 4);
-	s->send_w = ctx->xp->alloc(ctx->comm, (size_t)(mr * K) * 4);
-	s->partial = ctx->xp->alloc(ctx->comm, (size_t)(sr * H) * 4);
+	s->send_x = MOE_WS(ctx, 1, (size_t)(mr * H) * 2);
+	s->send_idx = MOE_WS(ctx, 1, (size_t)(mr * K) * 4);
+	s->send_w = MOE_WS(ctx, 1, (size_t)(mr * K) * 4);
+	s->partial = MOE_WS(ctx, 1, (size_t)(sr * H) * 4);
 	if (!s->send_x || !s->send_idx || !s->send_w || !s->partial)
 		return MOE_ERR_NOMEM;
-	const struct moe_backend_ops *be = ctx->be;
 	size_t srk = (size_t)(sr * K > 0 ? sr * K : 1), srh = (size_t)(sr * H > 0 ? sr * H : 1);
-	s->all_x = be->alloc(ctx->dev, srh * 2);
-	s->sorted_x = be->alloc(ctx->dev, srk * (size_t)H * 2);
-	s->sorted_y = be->alloc(ctx->dev, srk * (size_t)H * 2);
-	s->all_idx = be->alloc(ctx->dev, srk * 4);
-	s->pos = be->alloc(ctx->dev, srk * 4);
-	s->all_w = be->alloc(ctx->dev, srk * 4);
-	s->sorted_w = be->alloc(ctx->dev, srk * 4);
-	s->sum = be->alloc(ctx->dev, (size_t)(mr * H > 0 ? mr * H : 1) * 4);
+	s->all_x = MOE_WS(ctx, 0, srh * 2);
+	s->sorted_x = MOE_WS(ctx, 0, srk * (size_t)H * 2);
+	s->sorted_y = MOE_WS(ctx, 0, srk * (size_t)H * 2);
+	s->all_idx = MOE_WS(ctx, 0, srk * 4);
+	s->pos = MOE_WS(ctx, 0, srk * 4);
+	s->all_w = MOE_WS(ctx, 0, srk * 4);
+	s->sorted_w = MOE_WS(ctx, 0, srk * 4);
+	s->sum = MOE_WS(ctx, 0, (size_t)(mr * H > 0 ? mr * H : 1) * 4);
 	s->rows = calloc((size_t)R, sizeof(int64_t));
 	s->ecount = calloc((size_t)p->experts, sizeof(int64_t));
 	s->cnt = calloc((size_t)R, sizeof(size_t));
@@ -145,10 +144,6 @@ static void agrs_teardown(struct moe_ctx *ctx)
 	struct agrs_state *s = ctx->strategy_state;
 	if (!s)
 		return;
-	void *bufs[] = {s->all_x, s->sorted_x, s->sorted_y, s->all_idx, s->pos, s->all_w, s->sorted_w, s->sum};
-	for (size_t i = 0; i < MOE_ARRAY_SIZE(bufs); i++)
-		if (bufs[i])
-			ctx->be->free(ctx->dev, bufs[i]);
 	free(s->rows);
 	free(s->ecount);
 	free(s->cnt);

@@ -55,7 +55,7 @@ static size_t dwdp_sym_bytes(const struct moe_params *p, int64_t max_rows, int64
 {
 	(void)max_rows;
 	(void)sum_rows;
-	return (size_t)(p->layers * p->experts_per_worker * 3) * (size_t)(p->ffn * p->hidden) * 2 + 256;
+	return (size_t)(p->layers * p->experts_per_worker * 3) * (size_t)(p->ffn * p->hidden) * 2 + MOE_WS_SYM_OVERHEAD;
 }
 
 static void *helper(void *arg)
@@ -117,7 +117,7 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 	s->H = p->hidden;
 	s->mat = (size_t)(s->F * s->H) * sizeof(moe_bf16);
 	int64_t E = p->experts, L = p->layers, g0 = ctx->rank - s->q;
-	s->sym_w = ctx->xp->alloc(ctx->comm, (size_t)(L * s->W * 3) * s->mat);
+	s->sym_w = MOE_WS(ctx, 1, (size_t)(L * s->W * 3) * s->mat);
 	s->fx = calloc((size_t)MOE_MAX(1, (s->D - 1) * s->P + 1), sizeof(*s->fx));
 	if (!s->sym_w || !s->fx)
 		return MOE_ERR_NOMEM;
@@ -129,7 +129,7 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 			s->fx[s->nfx++] = (struct dwdp_fetch){(int)(g0 + q), s->P * q + j, j};
 	}
 	for (int b = 0; b < 2 && b < L; b++) {
-		s->buf[b] = ctx->be->alloc(ctx->dev, (size_t)s->nfx * 3 * s->mat + 1);
+		s->buf[b] = MOE_WS(ctx, 0, (size_t)s->nfx * 3 * s->mat + 1);
 		if (!s->buf[b])
 			return MOE_ERR_NOMEM;
 	}
@@ -151,7 +151,7 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 		}
 		/* the router and shared experts are replicated: the default loader's layout, built here */
 		size_t gb = (size_t)(E * s->H) * 2;
-		lw->wg = ctx->be->alloc(ctx->dev, gb);
+		lw->wg = MOE_WS(ctx, 0, gb);
 		moe_bf16 *g = malloc(gb);
 		if (!lw->wg || !g) {
 			free(g);
@@ -163,7 +163,7 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 		free(g);
 		if (rc == MOE_OK && p->route_bias) {
 			float *b = malloc((size_t)E * sizeof(float));
-			lw->bias = ctx->be->alloc(ctx->dev, (size_t)E * sizeof(float));
+			lw->bias = MOE_WS(ctx, 0, (size_t)E * sizeof(float));
 			if (!b || !lw->bias)
 				rc = MOE_ERR_NOMEM;
 			for (int64_t e = 0; b && e < E; e++)
@@ -196,9 +196,9 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 			int64_t FS = s->F * p->shared_experts;
 			size_t sb = (size_t)(FS * s->H) * 2;
 			moe_bf16 *t = malloc(sb);
-			lw->sw1 = ctx->be->alloc(ctx->dev, sb);
-			lw->sw3 = ctx->be->alloc(ctx->dev, sb);
-			lw->sw2 = ctx->be->alloc(ctx->dev, sb);
+			lw->sw1 = MOE_WS(ctx, 0, sb);
+			lw->sw3 = MOE_WS(ctx, 0, sb);
+			lw->sw2 = MOE_WS(ctx, 0, sb);
 			if (!t || !lw->sw1 || !lw->sw3 || !lw->sw2)
 				rc = MOE_ERR_NOMEM;
 			if (rc == MOE_OK) {
@@ -226,10 +226,10 @@ static int dwdp_setup(struct moe_ctx *ctx)
 	struct dwdp_state *s = ctx->strategy_state;
 	int64_t m = ctx->max_rows * p->topk, H = p->hidden;
 	s->ecount = calloc((size_t)p->experts, sizeof(int64_t));
-	s->pos = ctx->be->alloc(ctx->dev, (size_t)(m > 0 ? m : 1) * 4);
-	s->sorted_x = ctx->be->alloc(ctx->dev, (size_t)(m > 0 ? m * H : 1) * 2);
-	s->sorted_y = ctx->be->alloc(ctx->dev, (size_t)(m > 0 ? m * H : 1) * 2);
-	s->sorted_w = ctx->be->alloc(ctx->dev, (size_t)(m > 0 ? m : 1) * 4);
+	s->pos = MOE_WS(ctx, 0, (size_t)(m > 0 ? m : 1) * 4);
+	s->sorted_x = MOE_WS(ctx, 0, (size_t)(m > 0 ? m * H : 1) * 2);
+	s->sorted_y = MOE_WS(ctx, 0, (size_t)(m > 0 ? m * H : 1) * 2);
+	s->sorted_w = MOE_WS(ctx, 0, (size_t)(m > 0 ? m : 1) * 4);
 	if (!s->ecount || !s->pos || !s->sorted_x || !s->sorted_y || !s->sorted_w)
 		return MOE_ERR_NOMEM;
 	pthread_mutex_init(&s->mu, NULL);

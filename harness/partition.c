@@ -39,7 +39,7 @@ size_t moe_partition_sym_bytes(const struct moe_params *p, const int64_t *tokens
 		moe_slice_of(p, tokens, (int)(d * p->tp), &s);
 		rows = MOE_MAX(rows, p->partition == MOE_PART_LEADER ? s.T : p->partition == MOE_PART_SP ? s.L : 0);
 	}
-	return ((size_t)rows * (size_t)p->hidden * sizeof(moe_bf16) + 255) & ~(size_t)255;
+	return rows ? (size_t)rows * (size_t)p->hidden * sizeof(moe_bf16) + MOE_WS_SYM_OVERHEAD : 0;
 }
 
 int64_t moe_slice_gid(const struct moe_params *p, const int64_t *tokens, int rank, const struct moe_slice *s,

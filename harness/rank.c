@@ -418,10 +418,7 @@ static int send_error(int fd, const char *fmt, ...)
 	return MOE_ERR_SYSTEM;
 }
 
-static void *dalloc(struct moe_ctx *ctx, int64_t elems, size_t size)
-{
-	return ctx->be->alloc(ctx->dev, (size_t)(elems > 0 ? elems : 1) * size);
-}
+#define dalloc(ctx, elems, size) MOE_WS((ctx), 0, (size_t)((elems) > 0 ? (elems) : 1) * (size))
 
 static int alloc_layers(struct rank_run *r)
 {
@@ -451,7 +448,7 @@ static int alloc_layers(struct rank_run *r)
 	r->shared_y = dalloc(ctx, n * H, 2);
 	r->ypad = dalloc(ctx, (T + r->sl.pad) * H, 2);
 	size_t ms = moe_partition_sym_bytes(p, ctx->tokens);
-	r->merge_sym = ms ? ctx->xp->alloc(ctx->comm, ms) : NULL;
+	r->merge_sym = ms ? MOE_WS(ctx, 1, ms - MOE_WS_SYM_OVERHEAD) : NULL;
 	if (!r->base || !r->shared_y || !r->ypad || (ms && !r->merge_sym))
 		return MOE_ERR_NOMEM;
 	/* layer 0 input: the DP group's tokens, rows g0.. of the global token tensor */
@@ -614,6 +611,16 @@ int moe_rank_main(void)
 	moe_phase(ctx, MOE_PH_verify);
 	int mismatch;
 	json_t *res = verify(r, &mismatch);
+	char why[512];
+	int wrc = moe_ws_check(ctx, why, sizeof(why));
+	json_object_set_new(res, "workspace", json_pack("{s:I,s:i,s:s}", "bytes", (json_int_t)ctx->ws_bytes, "buffers",
+							 ctx->nws, "canaries", wrc == MOE_OK ? "intact" : why));
+	if (wrc != MOE_OK) {
+		mismatch = 1;
+		json_object_set_new(res, "verdict", json_string("mismatch"));
+		json_object_set_new(res, "first_bad", json_pack("{s:i,s:i,s:i,s:i,s:s}", "rank", ctx->rank, "layer", -1,
+							      "token", -1, "column", -1, "what", why));
+	}
 	moe_phase(ctx, MOE_PH_report);
 	/* every timed iteration computes the same thing: the first and last outputs must be bit-identical */
 	uint64_t dg = output_digest(r);
@@ -670,6 +677,7 @@ int moe_rank_main(void)
 	free(out);
 	moe_phase(ctx, MOE_PH_done);
 	st->teardown(ctx);
+	moe_ws_release(ctx);
 	ctx->xp->fini(ctx->comm);
 	ctx->be->fini(ctx->dev);
 	return mismatch == 1 ? MOE_EXIT_FAIL : MOE_EXIT_OK;

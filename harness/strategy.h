@@ -52,7 +52,21 @@ struct moe_ctx {
 	const char *inject_phase; /* fault injection: phase name */
 	int inject_kind;
 	void *strategy_state;
+	struct moe_ws_buf *ws; /* every workspace of the case, guarded */
+	int nws;
+	size_t ws_bytes;
 };
+
+/* Workspaces, allocated once per case between canaries: sym = 1 from the transport's symmetric heap
+ * (each costs MOE_WS_SYM_OVERHEAD bytes of it beyond its size), else from the backend. */
+#define MOE_WS_SYM_OVERHEAD 512
+#define MOE_WS_STR2(x) #x
+#define MOE_WS_STR(x) MOE_WS_STR2(x)
+#define MOE_WS(ctx, sym, bytes) moe_ws_alloc_at((ctx), (sym), (bytes), __FILE__ ":" MOE_WS_STR(__LINE__))
+void *moe_ws_alloc_at(struct moe_ctx *ctx, int sym, size_t bytes, const char *where);
+/* MOE_OK, or MOE_ERR_MISMATCH with the overwritten buffer named in why. */
+int moe_ws_check(struct moe_ctx *ctx, char *why, size_t len);
+void moe_ws_release(struct moe_ctx *ctx);
 
 /* Enter a phase: closes the running one (its time is accumulated) and publishes the phase. */
 int moe_phase(struct moe_ctx *ctx, int ph);
