@@ -116,7 +116,7 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 	s->F = p->ffn;
 	s->H = p->hidden;
 	s->mat = (size_t)(s->F * s->H) * sizeof(moe_bf16);
-	int64_t E = p->experts, L = p->layers, g0 = ctx->rank - s->q;
+	int64_t L = p->layers, g0 = ctx->rank - s->q;
 	s->sym_w = MOE_WS(ctx, 1, (size_t)(L * s->W * 3) * s->mat);
 	s->fx = calloc((size_t)MOE_MAX(1, (s->D - 1) * s->P + 1), sizeof(*s->fx));
 	if (!s->sym_w || !s->fx)
@@ -133,91 +133,31 @@ static int dwdp_load_weights(struct moe_ctx *ctx)
 		if (!s->buf[b])
 			return MOE_ERR_NOMEM;
 	}
-	moe_bf16 *h = malloc(s->mat);
 	ctx->lw = calloc((size_t)MOE_MAX(L, 1), sizeof(*ctx->lw));
-	if (!h || !ctx->lw) {
-		free(h);
+	if (!ctx->lw)
 		return MOE_ERR_NOMEM;
-	}
-	int rc = MOE_OK;
-	for (int64_t l = 0; l < L && rc == MOE_OK; l++) {
+	for (int64_t l = 0; l < L; l++) {
 		struct moe_layer_weights *lw = &ctx->lw[l];
-		lw->w1 = calloc((size_t)E, sizeof(moe_bf16 *));
-		lw->w3 = calloc((size_t)E, sizeof(moe_bf16 *));
-		lw->w2 = calloc((size_t)E, sizeof(moe_bf16 *));
-		if (!lw->w1 || !lw->w3 || !lw->w2) {
-			rc = MOE_ERR_NOMEM;
-			break;
-		}
-		/* the router and shared experts are replicated: the default loader's layout, built here */
-		size_t gb = (size_t)(E * s->H) * 2;
-		lw->wg = MOE_WS(ctx, 0, gb);
-		moe_bf16 *g = malloc(gb);
-		if (!lw->wg || !g) {
-			free(g);
-			rc = MOE_ERR_NOMEM;
-			break;
-		}
-		moe_gen_block(p, MOE_T_GATE, (uint32_t)l, 0, E, s->H, g);
-		rc = ctx->be->h2d(ctx->dev, lw->wg, g, gb);
-		free(g);
-		if (rc == MOE_OK && p->route_bias) {
-			float *b = malloc((size_t)E * sizeof(float));
-			lw->bias = MOE_WS(ctx, 0, (size_t)E * sizeof(float));
-			if (!b || !lw->bias)
-				rc = MOE_ERR_NOMEM;
-			for (int64_t e = 0; b && e < E; e++)
-				b[e] = moe_gen_bias(p, (uint32_t)l, e);
-			if (rc == MOE_OK)
-				rc = ctx->be->h2d(ctx->dev, lw->bias, b, (size_t)E * sizeof(float));
-			free(b);
-		}
-		for (int64_t j = 0; j < s->W && rc == MOE_OK; j++) {
+		MOE_CHECK(moe_weights_replicated(ctx, l, lw));
+		/* local experts in symmetric memory, where peers read them */
+		for (int64_t j = 0; j < s->W; j++) {
 			int64_t e = s->P * s->q + j;
-			moe_gen_block(p, MOE_T_W1, (uint32_t)l, (uint64_t)(e * s->F), s->F, s->H, h);
-			rc = ctx->be->h2d(ctx->dev, wptr(s, l, j, 0), h, s->mat);
-			moe_gen_block(p, MOE_T_W3, (uint32_t)l, (uint64_t)(e * s->F), s->F, s->H, h);
-			if (rc == MOE_OK)
-				rc = ctx->be->h2d(ctx->dev, wptr(s, l, j, 1), h, s->mat);
-			moe_gen_block(p, MOE_T_W2, (uint32_t)l, (uint64_t)(e * s->H), s->H, s->F, h);
-			if (rc == MOE_OK)
-				rc = ctx->be->h2d(ctx->dev, wptr(s, l, j, 2), h, s->mat);
+			MOE_CHECK(moe_weights_upload(ctx, MOE_T_W1, (uint32_t)l, (uint64_t)(e * s->F), s->F, s->H, wptr(s, l, j, 0)));
+			MOE_CHECK(moe_weights_upload(ctx, MOE_T_W3, (uint32_t)l, (uint64_t)(e * s->F), s->F, s->H, wptr(s, l, j, 1)));
+			MOE_CHECK(moe_weights_upload(ctx, MOE_T_W2, (uint32_t)l, (uint64_t)(e * s->H), s->H, s->F, wptr(s, l, j, 2)));
 			lw->w1[e] = (moe_bf16 *)wptr(s, l, j, 0);
 			lw->w3[e] = (moe_bf16 *)wptr(s, l, j, 1);
 			lw->w2[e] = (moe_bf16 *)wptr(s, l, j, 2);
 		}
+		/* fetched experts are read in place from the buffer of the layer's parity */
 		for (int i = 0; i < s->nfx; i++) {
 			char *b = s->buf[l % 2] + (size_t)i * 3 * s->mat;
 			lw->w1[s->fx[i].expert] = (moe_bf16 *)b;
 			lw->w3[s->fx[i].expert] = (moe_bf16 *)(b + s->mat);
 			lw->w2[s->fx[i].expert] = (moe_bf16 *)(b + 2 * s->mat);
 		}
-		if (rc == MOE_OK && p->shared_experts) {
-			int64_t FS = s->F * p->shared_experts;
-			size_t sb = (size_t)(FS * s->H) * 2;
-			moe_bf16 *t = malloc(sb);
-			lw->sw1 = MOE_WS(ctx, 0, sb);
-			lw->sw3 = MOE_WS(ctx, 0, sb);
-			lw->sw2 = MOE_WS(ctx, 0, sb);
-			if (!t || !lw->sw1 || !lw->sw3 || !lw->sw2)
-				rc = MOE_ERR_NOMEM;
-			if (rc == MOE_OK) {
-				moe_gen_block(p, MOE_T_SW1, (uint32_t)l, 0, FS, s->H, t);
-				rc = ctx->be->h2d(ctx->dev, lw->sw1, t, sb);
-			}
-			if (rc == MOE_OK) {
-				moe_gen_block(p, MOE_T_SW3, (uint32_t)l, 0, FS, s->H, t);
-				rc = ctx->be->h2d(ctx->dev, lw->sw3, t, sb);
-			}
-			if (rc == MOE_OK) {
-				moe_gen_block(p, MOE_T_SW2, (uint32_t)l, 0, s->H, FS, t);
-				rc = ctx->be->h2d(ctx->dev, lw->sw2, t, sb);
-			}
-			free(t);
-		}
 	}
-	free(h);
-	return rc;
+	return MOE_OK;
 }
 
 static int dwdp_setup(struct moe_ctx *ctx)

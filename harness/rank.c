@@ -148,69 +148,6 @@ static int parse_case(struct rank_run *r, char *text)
 	return MOE_OK;
 }
 
-static int upload_block(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
-			int64_t cols, moe_bf16 **out)
-{
-	size_t bytes = (size_t)(rows * cols) * sizeof(moe_bf16);
-	moe_bf16 *h = malloc(bytes ? bytes : 1);
-	*out = ctx->be->alloc(ctx->dev, bytes);
-	if (!h || !*out) {
-		free(h);
-		return MOE_ERR_NOMEM;
-	}
-	moe_gen_block(ctx->p, t, layer, row0, rows, cols, h);
-	int rc = ctx->be->h2d(ctx->dev, *out, h, bytes);
-	free(h);
-	return rc;
-}
-
-/* Weights of every layer: router for all experts, FFNs for the experts this rank computes. */
-static int build_weights(struct moe_ctx *ctx)
-{
-	const struct moe_params *p = ctx->p;
-	int64_t E = p->experts, H = p->hidden, F = p->ffn, epr = E / ctx->nranks;
-	ctx->lw = calloc((size_t)p->layers, sizeof(*ctx->lw));
-	if (!ctx->lw)
-		return MOE_ERR_NOMEM;
-	for (int64_t l = 0; l < p->layers; l++) {
-		struct moe_layer_weights *lw = &ctx->lw[l];
-		uint32_t L = (uint32_t)l;
-		MOE_CHECK(upload_block(ctx, MOE_T_GATE, L, 0, E, H, &lw->wg));
-		if (p->route_bias) {
-			float *b = malloc((size_t)E * sizeof(float));
-			lw->bias = ctx->be->alloc(ctx->dev, (size_t)E * sizeof(float));
-			if (!b || !lw->bias) {
-				free(b);
-				return MOE_ERR_NOMEM;
-			}
-			for (int64_t e = 0; e < E; e++)
-				b[e] = moe_gen_bias(p, L, e);
-			int rc = ctx->be->h2d(ctx->dev, lw->bias, b, (size_t)E * sizeof(float));
-			free(b);
-			MOE_CHECK(rc);
-		}
-		lw->w1 = calloc((size_t)E, sizeof(moe_bf16 *));
-		lw->w3 = calloc((size_t)E, sizeof(moe_bf16 *));
-		lw->w2 = calloc((size_t)E, sizeof(moe_bf16 *));
-		if (!lw->w1 || !lw->w3 || !lw->w2)
-			return MOE_ERR_NOMEM;
-		if (p->expert == MOE_EXPERT_SWIGLU) {
-			for (int64_t e = ctx->rank * epr; e < (ctx->rank + 1) * epr; e++) {
-				MOE_CHECK(upload_block(ctx, MOE_T_W1, L, (uint64_t)(e * F), F, H, &lw->w1[e]));
-				MOE_CHECK(upload_block(ctx, MOE_T_W3, L, (uint64_t)(e * F), F, H, &lw->w3[e]));
-				MOE_CHECK(upload_block(ctx, MOE_T_W2, L, (uint64_t)(e * H), H, F, &lw->w2[e]));
-			}
-			if (p->shared_experts) {
-				int64_t FS = F * p->shared_experts;
-				MOE_CHECK(upload_block(ctx, MOE_T_SW1, L, 0, FS, H, &lw->sw1));
-				MOE_CHECK(upload_block(ctx, MOE_T_SW3, L, 0, FS, H, &lw->sw3));
-				MOE_CHECK(upload_block(ctx, MOE_T_SW2, L, 0, H, FS, &lw->sw2));
-			}
-		}
-	}
-	return MOE_OK;
-}
-
 /* Routing of the n dispatched rows of one layer into d_idx / d_w. */
 static int route(struct rank_run *r, int layer, const moe_bf16 *d_x, int32_t *d_idx, float *d_w)
 {
@@ -573,7 +510,7 @@ int moe_rank_main(void)
 	};
 	if ((rc = ctx->xp->init(&ctx->comm, &ci)) != MOE_OK)
 		return send_error(r->boot_fd, "transport %s init failed (status %d)", ctx->xp->name, rc), MOE_EXIT_RANK;
-	if ((rc = st->load_weights ? st->load_weights(ctx) : build_weights(ctx)) || (rc = alloc_layers(r)) ||
+	if ((rc = st->load_weights ? st->load_weights(ctx) : moe_weights_default(ctx)) || (rc = alloc_layers(r)) ||
 	    (rc = st->setup(ctx)))
 		return send_error(r->boot_fd, "setup failed (status %d): out of memory?", rc), MOE_EXIT_RANK;
 

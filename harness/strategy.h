@@ -7,6 +7,7 @@
 
 #include "../kernels/kernels.h"
 #include "params.h"
+#include "rng.h"
 #include "status.h"
 #include "transport.h"
 
@@ -56,6 +57,13 @@ struct moe_ctx {
 	int nws;
 	size_t ws_bytes;
 };
+
+/* Weights: the router, bias and shared experts of layer l (replicated on every rank; expert pointer
+ * arrays allocated, empty); the default loader adds the DP-to-EP experts; upload generates one block. */
+int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weights *lw);
+int moe_weights_default(struct moe_ctx *ctx);
+int moe_weights_upload(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
+		       int64_t cols, void *d_dst);
 
 /* Workspaces, allocated once per case between canaries: sym = 1 from the transport's symmetric heap
  * (each costs MOE_WS_SYM_OVERHEAD bytes of it beyond its size), else from the backend. */

@@ -1,0 +1,83 @@
+/* Weights on the backend: generated from the counter RNG and uploaded. The router and shared experts are
+ * replicated on every rank; the default expert placement is DP-to-EP (rank r holds [r*E/ep, (r+1)*E/ep)). */
+#include <stdlib.h>
+
+#include "moe.h"
+#include "strategy.h"
+#include "workload.h"
+
+int moe_weights_upload(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
+		       int64_t cols, void *d_dst)
+{
+	size_t bytes = (size_t)(rows * cols) * sizeof(moe_bf16);
+	moe_bf16 *h = malloc(bytes ? bytes : 1);
+	if (!h)
+		return MOE_ERR_NOMEM;
+	moe_gen_block(ctx->p, t, layer, row0, rows, cols, h);
+	int rc = ctx->be->h2d(ctx->dev, d_dst, h, bytes);
+	free(h);
+	return rc;
+}
+
+static int upload_new(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
+		      int64_t cols, moe_bf16 **out)
+{
+	*out = ctx->be->alloc(ctx->dev, (size_t)(rows * cols) * sizeof(moe_bf16));
+	if (!*out)
+		return MOE_ERR_NOMEM;
+	return moe_weights_upload(ctx, t, layer, row0, rows, cols, *out);
+}
+
+int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weights *lw)
+{
+	const struct moe_params *p = ctx->p;
+	int64_t E = p->experts, H = p->hidden, F = p->ffn;
+	uint32_t L = (uint32_t)l;
+	MOE_CHECK(upload_new(ctx, MOE_T_GATE, L, 0, E, H, &lw->wg));
+	if (p->route_bias) {
+		float *b = malloc((size_t)E * sizeof(float));
+		lw->bias = ctx->be->alloc(ctx->dev, (size_t)E * sizeof(float));
+		if (!b || !lw->bias) {
+			free(b);
+			return MOE_ERR_NOMEM;
+		}
+		for (int64_t e = 0; e < E; e++)
+			b[e] = moe_gen_bias(p, L, e);
+		int rc = ctx->be->h2d(ctx->dev, lw->bias, b, (size_t)E * sizeof(float));
+		free(b);
+		MOE_CHECK(rc);
+	}
+	lw->w1 = calloc((size_t)E, sizeof(moe_bf16 *));
+	lw->w3 = calloc((size_t)E, sizeof(moe_bf16 *));
+	lw->w2 = calloc((size_t)E, sizeof(moe_bf16 *));
+	if (!lw->w1 || !lw->w3 || !lw->w2)
+		return MOE_ERR_NOMEM;
+	if (p->shared_experts && p->expert == MOE_EXPERT_SWIGLU) {
+		int64_t FS = F * p->shared_experts; /* S shared experts act as one of width S*F */
+		MOE_CHECK(upload_new(ctx, MOE_T_SW1, L, 0, FS, H, &lw->sw1));
+		MOE_CHECK(upload_new(ctx, MOE_T_SW3, L, 0, FS, H, &lw->sw3));
+		MOE_CHECK(upload_new(ctx, MOE_T_SW2, L, 0, H, FS, &lw->sw2));
+	}
+	return MOE_OK;
+}
+
+int moe_weights_default(struct moe_ctx *ctx)
+{
+	const struct moe_params *p = ctx->p;
+	int64_t E = p->experts, H = p->hidden, F = p->ffn, epr = E / ctx->nranks;
+	ctx->lw = calloc((size_t)MOE_MAX(p->layers, 1), sizeof(*ctx->lw));
+	if (!ctx->lw)
+		return MOE_ERR_NOMEM;
+	for (int64_t l = 0; l < p->layers; l++) {
+		struct moe_layer_weights *lw = &ctx->lw[l];
+		MOE_CHECK(moe_weights_replicated(ctx, l, lw));
+		if (p->expert != MOE_EXPERT_SWIGLU)
+			continue; /* scale and identity experts have no weights */
+		for (int64_t e = ctx->rank * epr; e < (ctx->rank + 1) * epr; e++) {
+			MOE_CHECK(upload_new(ctx, MOE_T_W1, (uint32_t)l, (uint64_t)(e * F), F, H, &lw->w1[e]));
+			MOE_CHECK(upload_new(ctx, MOE_T_W3, (uint32_t)l, (uint64_t)(e * F), F, H, &lw->w3[e]));
+			MOE_CHECK(upload_new(ctx, MOE_T_W2, (uint32_t)l, (uint64_t)(e * H), H, F, &lw->w2[e]));
+		}
+	}
+	return MOE_OK;
+}
