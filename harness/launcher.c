@@ -95,7 +95,10 @@ static void child(const char *exe, int rank, int nranks, int sock, int shm, pid_
 	setenv("MOEBENCH_SHM_FD", v, 1);
 	setenv("NCCL_NVLS_ENABLE", "0", 1); /* NVLink multicast stays off on shared hosts */
 	if (plan->ranks[rank].gpu >= 0) {
+		/* CUDA numbers devices in PCI bus order like the plan does */
 		setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);
+		snprintf(v, sizeof(v), "%d", plan->ranks[rank].gpu);
+		setenv("MOEBENCH_GPU", v, 1);
 	}
 	execl(exe, "moebench", "__rank", (char *)NULL);
 	fprintf(stderr, "moebench: rank %d: exec %s: %s\n", rank, exe, strerror(errno));
@@ -265,11 +268,24 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 		snprintf(reason, sizeof(reason), "%d ranks: more than %d", n, MOE_MAX_RANKS);
 	else if (!st)
 		snprintf(reason, sizeof(reason), "strategy %s is not implemented in this build", moe_strategy_name(p->strategy));
-	else if (p->backend != MOE_BACKEND_HOST)
-		snprintf(reason, sizeof(reason), "backend %s is not available in this build (only host)", moe_backend_name(p->backend));
-	else if (p->transport != MOE_TRANSPORT_SHM)
-		snprintf(reason, sizeof(reason), "transport %s does not work with the host backend (use shm)",
-			 moe_transport_name(p->transport));
+	else if (!moe_backend_find(moe_backend_name(p->backend)))
+		snprintf(reason, sizeof(reason), "backend %s is not built in (CUDA was not found at build time)",
+			 moe_backend_name(p->backend));
+	else if (p->backend == MOE_BACKEND_CUDA && plan->ngpus == 0)
+		snprintf(reason, sizeof(reason), "backend cuda: no NVIDIA GPU on this machine");
+	else if ((p->backend == MOE_BACKEND_HOST) != (p->transport == MOE_TRANSPORT_SHM))
+		snprintf(reason, sizeof(reason), "transport %s does not work with backend %s (shm goes with host; ipc and "
+			 "nccl with cuda)", moe_transport_name(p->transport), moe_backend_name(p->backend));
+	else if (p->transport == MOE_TRANSPORT_NCCL && p->strategy == MOE_STRAT_DWDP)
+		snprintf(reason, sizeof(reason), "dwdp pulls weights with one-sided reads, which nccl does not offer: use ipc");
+	if (!reason[0] && p->transport == MOE_TRANSPORT_NCCL && n > plan->ngpus) {
+		/* NCCL refuses two ranks on one GPU: say so instead of letting the ranks hang or crash */
+		snprintf(reason, sizeof(reason), "transport nccl needs one GPU per rank: %d ranks, %d GPU%s (use --transport ipc)",
+			 n, plan->ngpus, plan->ngpus == 1 ? "" : "s");
+		json_object_set_new(cj, "verdict", json_string("error"));
+		json_object_set_new(cj, "reason", json_string(reason));
+		return MOE_EXIT_USAGE;
+	}
 	if (reason[0]) {
 		json_object_set_new(cj, "verdict", json_string("skipped"));
 		json_object_set_new(cj, "reason", json_string(reason));

@@ -16,6 +16,7 @@
 
 #include "calibrate.h"
 #include "invariants.h"
+#include "kernels.h"
 #include "launcher.h"
 #include "moe.h"
 #include "params.h"
@@ -53,8 +54,9 @@ static void usage(FILE *f)
 		"options of run and list:\n"
 		"  --set KEY=VALUE     override a scenario key in every case (repeatable; VALUE may sweep a|b)\n"
 		"  --only GLOB         only cases whose name matches GLOB (fnmatch)\n"
-		"  --backend B         host (the only backend in this build) or auto\n"
-		"  --transport T       shm (host) or auto\n"
+		"  --backend B         host, cuda, or auto (cuda when built and a GPU is present)\n"
+		"  --transport T       shm (host backend), ipc (CUDA IPC; ranks may share a GPU), nccl (one GPU\n"
+		"                      per rank), or auto (nccl when ranks <= GPUs, else ipc)\n"
 		"  --iters N           timed iterations (scenario key iters)\n"
 		"  --warmup N          discarded warm-up iterations (key warmup)\n"
 		"  --timeout SEC       seconds a case may run before its ranks are killed (key timeout)\n"
@@ -228,15 +230,19 @@ static int load_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_
 	return 0;
 }
 
-/* auto backend and transport become concrete here, where the machine is known */
-static void resolve_auto(struct moe_caselist *cases)
+/* auto backend and transport become concrete here, where the machine is known (GPUs are counted from
+ * hwloc's PCI view: the launcher never initialises CUDA) */
+static void resolve_auto(struct moe_caselist *cases, int ngpus)
 {
+	int cuda = moe_backend_find("cuda") != NULL && ngpus > 0;
 	for (int i = 0; i < cases->n; i++) {
 		struct moe_params *p = &cases->v[i].p;
 		if (p->backend == MOE_BACKEND_AUTO)
-			p->backend = MOE_BACKEND_HOST; /* the only backend this build has */
+			p->backend = cuda ? MOE_BACKEND_CUDA : MOE_BACKEND_HOST;
 		if (p->transport == MOE_TRANSPORT_AUTO)
-			p->transport = p->backend == MOE_BACKEND_HOST ? MOE_TRANSPORT_SHM : MOE_TRANSPORT_NCCL;
+			p->transport = p->backend == MOE_BACKEND_HOST ? MOE_TRANSPORT_SHM
+				       : p->dp * p->tp <= ngpus && p->strategy != MOE_STRAT_DWDP ? MOE_TRANSPORT_NCCL
+												 : MOE_TRANSPORT_IPC;
 	}
 }
 
@@ -387,7 +393,6 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "moebench: no case matches --only %s\n", o.only ? o.only : "");
 		return MOE_EXIT_USAGE;
 	}
-	resolve_auto(&cases);
 	char exe[4096];
 	ssize_t k = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (k <= 0) {
@@ -400,6 +405,16 @@ static int cmd_run(int argc, char **argv)
 	if (moe_topo_load(&topo, o.topo_xml, err, sizeof(err))) {
 		fprintf(stderr, "moebench: topology: %s\n", err);
 		return MOE_EXIT_USAGE;
+	}
+	{
+		struct moe_plan probe;
+		if (moe_plan_build(topo, 1, MOE_BIND_NONE, &probe, err, sizeof(err))) {
+			fprintf(stderr, "moebench: placement: %s\n", err);
+			hwloc_topology_destroy(topo);
+			return MOE_EXIT_USAGE;
+		}
+		resolve_auto(&cases, probe.ngpus);
+		moe_plan_free(&probe);
 	}
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);

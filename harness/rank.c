@@ -499,8 +499,10 @@ int moe_rank_main(void)
 				  moe_strategy_name(p->strategy), moe_backend_name(p->backend),
 				  moe_transport_name(p->transport)),
 		       MOE_EXIT_SKIP;
-	if ((rc = ctx->be->init(&ctx->dev, -1)) != MOE_OK)
-		return send_error(r->boot_fd, "backend %s init failed (status %d)", ctx->be->name, rc), MOE_EXIT_RANK;
+	const char *e_gpu = getenv("MOEBENCH_GPU");
+	if ((rc = ctx->be->init(&ctx->dev, e_gpu ? atoi(e_gpu) : -1)) != MOE_OK)
+		return send_error(r->boot_fd, "backend %s init failed (status %d)", ctx->be->name, rc),
+		       rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_RANK;
 	size_t ctl = MOE_STATUS_BYTES;
 	struct moe_comm_info ci = {
 		.rank = ctx->rank, .nranks = ctx->nranks, .dp = (int)p->dp, .tp = (int)p->tp, .boot_fd = r->boot_fd,
@@ -511,8 +513,15 @@ int moe_rank_main(void)
 	if ((rc = ctx->xp->init(&ctx->comm, &ci)) != MOE_OK)
 		return send_error(r->boot_fd, "transport %s init failed (status %d)", ctx->xp->name, rc), MOE_EXIT_RANK;
 	if ((rc = st->load_weights ? st->load_weights(ctx) : moe_weights_default(ctx)) || (rc = alloc_layers(r)) ||
-	    (rc = st->setup(ctx)))
-		return send_error(r->boot_fd, "setup failed (status %d): out of memory?", rc), MOE_EXIT_RANK;
+	    (rc = st->setup(ctx))) {
+		/* a case that does not fit is a scenario problem, reported before any iteration runs */
+		if (rc == MOE_ERR_NOMEM)
+			return send_error(r->boot_fd, "the case does not fit in %s memory (weights and workspaces, %zu bytes "
+					  "of workspace allocated before the failure); use fewer tokens, layers or a smaller model",
+					  ctx->be->name, ctx->ws_bytes),
+			       MOE_EXIT_USAGE;
+		return send_error(r->boot_fd, "setup failed (status %d)", rc), MOE_EXIT_RANK;
+	}
 
 	moe_counters_start(&r->ctr);
 	int iters = (int)p->iters, warm = (int)p->warmup;

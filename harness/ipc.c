@@ -1,0 +1,142 @@
+/* ipc transport: each rank's symmetric heap is device memory exported with CUDA IPC and opened by every
+ * peer (ranks may share a GPU or sit on NVLink peers); data moves with device-to-device copies on the
+ * backend's stream, reading peers' buffers directly; barriers and counts use the shm control plane. */
+#include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/cuda_iface.h"
+#include "boot.h"
+#include "moe.h"
+#include "shmctl.h"
+
+struct ipc_impl {
+	int gpu;
+	cudaStream_t stream;      /* the backend's */
+	cudaStream_t read_stream; /* one-sided reads from the dwdp helper thread */
+	struct moe_dev *dev;
+	char *heap;
+};
+
+#define CU(call)                                                                                        \
+	do {                                                                                            \
+		cudaError_t e_ = (call);                                                                \
+		if (e_ != cudaSuccess) {                                                                \
+			moe_err("%s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
+			return MOE_ERR_SYSTEM;                                                          \
+		}                                                                                       \
+	} while (0)
+
+static int ipc_copy(struct moe_comm *c, void *dst, const void *src, size_t n)
+{
+	struct ipc_impl *im = c->impl;
+	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, im->stream));
+	return MOE_OK;
+}
+
+static int ipc_accumulate(struct moe_comm *c, float *dst, const float *src, size_t n)
+{
+	struct ipc_impl *im = c->impl;
+	return moe_cuda_accumulate_f32(im->dev, dst, src, (int64_t)n);
+}
+
+static int ipc_settle(struct moe_comm *c)
+{
+	struct ipc_impl *im = c->impl;
+	CU(cudaStreamSynchronize(im->stream));
+	return MOE_OK;
+}
+
+static int ipc_read(struct moe_comm *c, void *dst, const void *src, size_t n)
+{
+	struct ipc_impl *im = c->impl;
+	CU(cudaSetDevice(im->gpu)); /* the calling thread may be new to CUDA */
+	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, im->read_stream));
+	CU(cudaStreamSynchronize(im->read_stream));
+	return MOE_OK;
+}
+
+static const struct moe_shm_data ipc_data = {ipc_copy, ipc_accumulate, ipc_settle, ipc_read};
+
+static int ipc_init(struct moe_comm **out, const struct moe_comm_info *info)
+{
+	if (strcmp(info->be->name, "cuda")) {
+		moe_err("ipc transport needs the cuda backend, not %s", info->be->name);
+		return MOE_ERR_UNSUPPORTED;
+	}
+	struct moe_comm *c = calloc(1, sizeof(*c));
+	struct ipc_impl *im = calloc(1, sizeof(*im));
+	cudaIpcMemHandle_t *all = calloc((size_t)info->nranks, sizeof(*all));
+	if (!c || !im || !all) {
+		free(c);
+		free(im);
+		free(all);
+		return MOE_ERR_NOMEM;
+	}
+	*out = c;
+	c->impl = im;
+	c->data = &ipc_data;
+	MOE_CHECK(moe_shmc_setup(c, info));
+	im->dev = info->dev;
+	im->gpu = moe_cuda_device(info->dev);
+	im->stream = (cudaStream_t)moe_cuda_stream(info->dev);
+	CU(cudaSetDevice(im->gpu));
+	CU(cudaStreamCreateWithFlags(&im->read_stream, cudaStreamNonBlocking));
+	CU(cudaMalloc((void **)&im->heap, info->heap_per_rank ? info->heap_per_rank : 256));
+	cudaIpcMemHandle_t mine;
+	CU(cudaIpcGetMemHandle(&mine, im->heap));
+	if (moe_boot_allgather(info->boot_fd, &mine, sizeof(mine), all, info->nranks)) {
+		moe_err("ipc transport: exchanging IPC handles through the launcher failed");
+		free(all);
+		return MOE_ERR_SYSTEM;
+	}
+	for (int r = 0; r < info->nranks; r++) {
+		if (r == info->rank) {
+			c->base[r] = im->heap;
+			continue;
+		}
+		void *p;
+		cudaError_t e = cudaIpcOpenMemHandle(&p, all[r], cudaIpcMemLazyEnablePeerAccess);
+		if (e != cudaSuccess) {
+			moe_err("ipc transport: opening rank %d's heap: %s", r, cudaGetErrorString(e));
+			free(all);
+			return MOE_ERR_SYSTEM;
+		}
+		c->base[r] = p;
+	}
+	free(all);
+	/* no rank may free or reuse its heap before every peer has opened it */
+	return moe_shmc_barrier(c, MOE_GROUP_WORLD);
+}
+
+static void ipc_fini(struct moe_comm *c)
+{
+	struct ipc_impl *im = c->impl;
+	if (im) {
+		cudaStreamSynchronize(im->stream);
+		moe_shmc_barrier(c, MOE_GROUP_WORLD); /* peers are done reading my heap */
+		for (int r = 0; c->base && r < c->info.nranks; r++)
+			if (r != c->info.rank && c->base[r])
+				cudaIpcCloseMemHandle(c->base[r]);
+		cudaFree(im->heap);
+		cudaStreamDestroy(im->read_stream);
+		free(im);
+	}
+	free(c->base);
+	free(c);
+}
+
+const struct moe_transport_ops moe_transport_ipc = {
+	.abi = MOE_TRANSPORT_ABI,
+	.name = "ipc",
+	.init = ipc_init,
+	.fini = ipc_fini,
+	.alloc = moe_shmc_alloc,
+	.barrier = moe_shmc_barrier,
+	.exchange = moe_shmc_exchange,
+	.alltoallv = moe_shmc_alltoallv,
+	.allgatherv = moe_shmc_allgatherv,
+	.bcast = moe_shmc_bcast,
+	.reduce_scatterv_f32 = moe_shmc_reduce_scatterv_f32,
+	.read_peer = moe_shmc_read_peer,
+};

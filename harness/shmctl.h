@@ -1,0 +1,51 @@
+/* The host shared-memory control plane shared by the shm and ipc transports: futex barriers and the
+ * count/displacement matrices live in the launcher's segment; how bytes move is pluggable. */
+#ifndef MOE_SHMCTL_H
+#define MOE_SHMCTL_H
+
+#include "status.h"
+#include "transport.h"
+
+struct moe_comm;
+
+/* How one transport moves bytes between symmetric buffers. */
+struct moe_shm_data {
+	/* copy n bytes (either side may be a peer's symmetric memory); may be asynchronous until settle */
+	int (*copy)(struct moe_comm *c, void *dst, const void *src, size_t n);
+	/* dst[i] += src[i], fp32, n values (src may be a peer's) */
+	int (*accumulate)(struct moe_comm *c, float *dst, const float *src, size_t n);
+	/* complete this rank's outstanding device work and copies (before a barrier publishes them) */
+	int (*settle)(struct moe_comm *c);
+	/* one-sided read from a helper thread */
+	int (*read)(struct moe_comm *c, void *dst, const void *src, size_t n);
+};
+
+struct shm_ctl;
+
+struct moe_comm {
+	struct moe_comm_info info;
+	struct shm_ctl *ctl;
+	int64_t *mat_a, *mat_b; /* [src * nranks + dst] */
+	char **base;            /* each rank's symmetric heap, as this process addresses it */
+	size_t used;
+	int members[2][MOE_MAX_RANKS];
+	int nmem[2], me[2];
+	const struct moe_shm_data *data;
+	void *impl; /* the transport's own state */
+};
+
+/* Control plane over info->shm; base[] is left for the caller to fill. */
+int moe_shmc_setup(struct moe_comm *c, const struct moe_comm_info *info);
+void *moe_shmc_alloc(struct moe_comm *c, size_t bytes);
+int moe_shmc_barrier(struct moe_comm *c, enum moe_group g);
+int moe_shmc_exchange(struct moe_comm *c, enum moe_group g, const int64_t *send, int64_t *recv);
+int moe_shmc_alltoallv(struct moe_comm *c, enum moe_group g, const void *sendbuf, const size_t *scounts,
+		       const size_t *sdispls, void *recvbuf, const size_t *rcounts, const size_t *rdispls);
+int moe_shmc_allgatherv(struct moe_comm *c, enum moe_group g, const void *sendbuf, size_t sbytes, void *recvbuf,
+			const size_t *rcounts, const size_t *rdispls);
+int moe_shmc_bcast(struct moe_comm *c, enum moe_group g, void *buf, size_t bytes, int root);
+int moe_shmc_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const float *sendbuf, const size_t *counts,
+				 const size_t *displs, float *recvbuf);
+int moe_shmc_read_peer(struct moe_comm *c, int peer, void *dst, const void *mine, size_t bytes);
+
+#endif

@@ -1,0 +1,828 @@
+/* CUDA kernel backend: bf16 data, fp32 accumulation; cuBLAS for the gate GEMM and the grouped expert GEMMs;
+ * hand-written kernels for top-k routing, stable bucketing, row moves and the slot-order combine. */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "cuda_iface.h"
+#include "kernels.h"
+}
+
+struct moe_dev {
+	int gpu;
+	cudaStream_t stream;
+	cublasHandle_t blas;
+	/* scratch, grown on demand (allocated outside timed regions after the first iteration) */
+	void *scratch;
+	size_t scratch_bytes;
+	float *logits;
+	size_t logits_bytes;
+	int64_t *hcounts; /* pinned */
+	int64_t hcounts_cap;
+	void **ptrs; /* device pointer arrays for grouped GEMMs */
+	size_t ptrs_cap;
+	void **hptrs; /* pinned staging */
+	char *flush;
+	size_t flush_bytes;
+};
+
+#define CU(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "moebench: %s failed: %s (%s:%d)\n", #call, cudaGetErrorString(e_), \
+				__FILE__, __LINE__);                                               \
+			return MOE_ERR_SYSTEM;                                                     \
+		}                                                                                  \
+	} while (0)
+#define CB(call)                                                                                   \
+	do {                                                                                       \
+		cublasStatus_t s_ = (call);                                                        \
+		if (s_ != CUBLAS_STATUS_SUCCESS) {                                                 \
+			fprintf(stderr, "moebench: %s failed: cuBLAS status %d (%s:%d)\n", #call, (int)s_, __FILE__, \
+				__LINE__);                                                         \
+			return MOE_ERR_SYSTEM;                                                     \
+		}                                                                                  \
+	} while (0)
+#define LAUNCHED() CU(cudaGetLastError())
+
+static int grow(void **p, size_t *cap, size_t need)
+{
+	if (*cap >= need)
+		return MOE_OK;
+	if (*p)
+		CU(cudaFree(*p));
+	*p = NULL;
+	CU(cudaMalloc(p, need));
+	*cap = need;
+	return MOE_OK;
+}
+
+static int cuda_init(struct moe_dev **out, int gpu)
+{
+	struct moe_dev *d = (struct moe_dev *)calloc(1, sizeof(*d));
+	if (!d)
+		return MOE_ERR_NOMEM;
+	d->gpu = gpu < 0 ? 0 : gpu;
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+		free(d);
+		return MOE_ERR_UNSUPPORTED;
+	}
+	CU(cudaSetDevice(d->gpu % n));
+	CU(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
+	CB(cublasCreate(&d->blas));
+	CB(cublasSetStream(d->blas, d->stream));
+	*out = d;
+	return MOE_OK;
+}
+
+static void cuda_fini(struct moe_dev *d)
+{
+	if (!d)
+		return;
+	cudaStreamSynchronize(d->stream);
+	cudaFree(d->scratch);
+	cudaFree(d->logits);
+	cudaFree(d->ptrs);
+	cudaFree(d->flush);
+	cudaFreeHost(d->hcounts);
+	cudaFreeHost(d->hptrs);
+	cublasDestroy(d->blas);
+	cudaStreamDestroy(d->stream);
+	free(d);
+}
+
+static void *cuda_alloc(struct moe_dev *d, size_t bytes)
+{
+	void *p = NULL;
+	(void)d;
+	if (cudaMalloc(&p, bytes ? bytes : 256) != cudaSuccess)
+		return NULL;
+	return p;
+}
+
+static void cuda_free(struct moe_dev *d, void *p)
+{
+	(void)d;
+	cudaFree(p);
+}
+
+static int cuda_h2d(struct moe_dev *d, void *dst, const void *src, size_t n)
+{
+	if (n) {
+		CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, d->stream));
+		CU(cudaStreamSynchronize(d->stream)); /* src may be freed by the caller right after */
+	}
+	return MOE_OK;
+}
+
+static int cuda_d2h(struct moe_dev *d, void *dst, const void *src, size_t n)
+{
+	if (n) {
+		CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, d->stream));
+		CU(cudaStreamSynchronize(d->stream));
+	}
+	return MOE_OK;
+}
+
+static int cuda_d2d(struct moe_dev *d, void *dst, const void *src, size_t n)
+{
+	if (n)
+		CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, d->stream));
+	return MOE_OK;
+}
+
+static int cuda_memset(struct moe_dev *d, void *dst, int byte, size_t n)
+{
+	if (n)
+		CU(cudaMemsetAsync(dst, byte, n, d->stream));
+	return MOE_OK;
+}
+
+static int cuda_sync(struct moe_dev *d)
+{
+	CU(cudaStreamSynchronize(d->stream));
+	return MOE_OK;
+}
+
+/* ---- router ---- */
+
+__device__ static bool better(float a, int ia, float b, int ib)
+{
+	return a > b || (a == b && ia < ib);
+}
+
+/* One block per token: scores in shared memory, group limit, K rounds of a block-wide argmax. */
+__global__ void route_kernel(const float *logits, int64_t n, int E, int K, int groups, int topk_groups, int sigmoid,
+			     int norm, float scale, const float *bias, int32_t *idx, float *w)
+{
+	extern __shared__ float sh[];
+	float *p = sh, *sel = sh + E;
+	__shared__ float rv[32];
+	__shared__ int ri[32];
+	__shared__ float gs[256];
+	int64_t t = blockIdx.x;
+	if (t >= n)
+		return;
+	const float *l = logits + t * E;
+	if (sigmoid) {
+		for (int e = threadIdx.x; e < E; e += blockDim.x)
+			p[e] = 1.0f / (1.0f + expf(-l[e]));
+	} else {
+		float mx = -INFINITY;
+		for (int e = threadIdx.x; e < E; e += blockDim.x)
+			mx = fmaxf(mx, l[e]);
+		for (int o = 16; o; o >>= 1)
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, o));
+		if ((threadIdx.x & 31) == 0)
+			rv[threadIdx.x >> 5] = mx;
+		__syncthreads();
+		if (threadIdx.x == 0) {
+			float m = rv[0];
+			for (int i = 1; i < (int)(blockDim.x + 31) / 32; i++)
+				m = fmaxf(m, rv[i]);
+			rv[0] = m;
+		}
+		__syncthreads();
+		mx = rv[0];
+		__syncthreads();
+		for (int e = threadIdx.x; e < E; e += blockDim.x)
+			p[e] = expf(l[e] - mx);
+		__syncthreads();
+		if (threadIdx.x == 0) { /* serial sum: the order is fixed, so results are reproducible */
+			float s = 0;
+			for (int e = 0; e < E; e++)
+				s += p[e];
+			rv[0] = s;
+		}
+		__syncthreads();
+		float s = rv[0];
+		for (int e = threadIdx.x; e < E; e += blockDim.x)
+			p[e] /= s;
+	}
+	__syncthreads();
+	for (int e = threadIdx.x; e < E; e += blockDim.x)
+		sel[e] = p[e] + (bias ? bias[e] : 0.0f);
+	__syncthreads();
+	if (groups > 1) {
+		int per = E / groups;
+		for (int g = threadIdx.x; g < groups; g += blockDim.x) {
+			float a = -INFINITY, b = -INFINITY;
+			for (int e = g * per; e < (g + 1) * per; e++) {
+				float v = sel[e];
+				if (v > a) {
+					b = a;
+					a = v;
+				} else if (v > b)
+					b = v;
+			}
+			gs[g] = a + b;
+		}
+		__syncthreads();
+		for (int g = threadIdx.x; g < groups; g += blockDim.x) {
+			int ahead = 0;
+			for (int h = 0; h < groups; h++)
+				ahead += better(gs[h], h, gs[g], g);
+			if (ahead >= topk_groups)
+				for (int e = g * per; e < (g + 1) * per; e++)
+					sel[e] = -INFINITY;
+		}
+		__syncthreads();
+	}
+	float sum = 0;
+	for (int k = 0; k < K; k++) {
+		float bv = -INFINITY;
+		int bi = 0x7fffffff;
+		for (int e = threadIdx.x; e < E; e += blockDim.x)
+			if (sel[e] != -INFINITY && better(sel[e], e, bv, bi)) {
+				bv = sel[e];
+				bi = e;
+			}
+		for (int o = 16; o; o >>= 1) {
+			float ov = __shfl_xor_sync(0xffffffff, bv, o);
+			int oi = __shfl_xor_sync(0xffffffff, bi, o);
+			if (better(ov, oi, bv, bi)) {
+				bv = ov;
+				bi = oi;
+			}
+		}
+		if ((threadIdx.x & 31) == 0) {
+			rv[threadIdx.x >> 5] = bv;
+			ri[threadIdx.x >> 5] = bi;
+		}
+		__syncthreads();
+		if (threadIdx.x == 0) {
+			for (int i = 1; i < (int)(blockDim.x + 31) / 32; i++)
+				if (better(rv[i], ri[i], rv[0], ri[0])) {
+					rv[0] = rv[i];
+					ri[0] = ri[i];
+				}
+			int b = ri[0];
+			idx[t * K + k] = b;
+			w[t * K + k] = p[b];
+			sum += p[b];
+			sel[b] = -INFINITY;
+		}
+		__syncthreads();
+	}
+	if (threadIdx.x == 0)
+		for (int k = 0; k < K; k++) {
+			float v = w[t * K + k];
+			if (norm)
+				v = v / (sum + 1e-20f);
+			w[t * K + k] = v * scale;
+		}
+}
+
+static int cuda_route(struct moe_dev *d, const struct moe_route_cfg *c, const moe_bf16 *x, int64_t n,
+		      const moe_bf16 *wg, int32_t *idx, float *w)
+{
+	if (n == 0)
+		return MOE_OK;
+	int E = (int)c->experts, H = (int)c->hidden;
+	MOE_CHECK(grow((void **)&d->logits, &d->logits_bytes, (size_t)n * E * sizeof(float)));
+	const float one = 1.0f, zero = 0.0f;
+	/* logits (col-major E x n) = Wg (row-major E x H)^T-as-col-major . x */
+	CB(cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, E, (int)n, H, &one, wg, CUDA_R_16BF, H, x, CUDA_R_16BF, H,
+			&zero, d->logits, CUDA_R_32F, E, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	route_kernel<<<(unsigned)n, 128, 2 * E * sizeof(float), d->stream>>>(d->logits, n, E, (int)c->topk,
+									       (int)c->groups, (int)c->topk_groups,
+									       c->sigmoid, c->norm, c->scale, c->d_bias,
+									       idx, w);
+	LAUNCHED();
+	return MOE_OK;
+}
+
+/* ---- stable bucketing ---- */
+
+#define BK_CHUNK 256
+
+__device__ static int bucket_of(int32_t key, int32_t off, int32_t div, int64_t nb)
+{
+	if (key < off)
+		return -1;
+	int b = (key - off) / div;
+	return b < nb ? b : -1;
+}
+
+/* Per chunk: each item's rank among same-bucket items before it in the chunk, and per-bucket counts. */
+__global__ void bucket_count(const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb, int32_t *cnt,
+			     int32_t *rank_in)
+{
+	__shared__ int32_t b[BK_CHUNK];
+	int64_t base = (int64_t)blockIdx.x * BK_CHUNK;
+	int i = threadIdx.x;
+	b[i] = base + i < m ? bucket_of(key[base + i], off, div, nb) : -1;
+	__syncthreads();
+	if (base + i < m) {
+		int r = 0;
+		for (int j = 0; j < i; j++)
+			r += b[j] == b[i];
+		rank_in[base + i] = r;
+	}
+	for (int64_t q = i; q < nb; q += blockDim.x) {
+		int c = 0;
+		for (int j = 0; j < BK_CHUNK; j++)
+			c += b[j] == q;
+		cnt[q * gridDim.x + blockIdx.x] = c;
+	}
+}
+
+/* Exclusive scan of cnt in bucket-major order (one block): per-bucket running sums in parallel, then the
+ * bucket bases; totals per bucket. */
+__global__ void bucket_scan(int32_t *cnt, int64_t nb, int nchunks, int64_t *total)
+{
+	extern __shared__ int64_t bbase[];
+	for (int64_t q = threadIdx.x; q < nb; q += blockDim.x) {
+		int64_t s = 0;
+		for (int c = 0; c < nchunks; c++) {
+			int32_t v = cnt[q * nchunks + c];
+			cnt[q * nchunks + c] = (int32_t)s;
+			s += v;
+		}
+		total[q] = s;
+		bbase[q] = s;
+	}
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		int64_t run = 0;
+		for (int64_t q = 0; q < nb; q++) {
+			int64_t v = bbase[q];
+			bbase[q] = run;
+			run += v;
+		}
+	}
+	__syncthreads();
+	for (int64_t q = threadIdx.x; q < nb; q += blockDim.x)
+		for (int c = 0; c < nchunks; c++)
+			cnt[q * nchunks + c] += (int32_t)bbase[q];
+}
+
+__global__ void bucket_place(const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb, const int32_t *cnt,
+			     const int32_t *rank_in, int32_t *pos)
+{
+	int64_t i = (int64_t)blockIdx.x * BK_CHUNK + threadIdx.x;
+	if (i >= m)
+		return;
+	int b = bucket_of(key[i], off, div, nb);
+	pos[i] = b < 0 ? -1 : cnt[(int64_t)b * gridDim.x + blockIdx.x] + rank_in[i];
+}
+
+static int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
+		       int64_t *counts, int32_t *pos)
+{
+	int chunks = (int)((m + BK_CHUNK - 1) / BK_CHUNK);
+	if (chunks == 0) {
+		memset(counts, 0, (size_t)nb * sizeof(int64_t));
+		return MOE_OK;
+	}
+	size_t need = (size_t)nb * chunks * 4 + (size_t)m * 4 + (size_t)nb * 8 + 64;
+	MOE_CHECK(grow(&d->scratch, &d->scratch_bytes, need));
+	int32_t *cnt = (int32_t *)d->scratch, *rank_in = cnt + (size_t)nb * chunks;
+	int64_t *total = (int64_t *)(((uintptr_t)(rank_in + m) + 15) & ~(uintptr_t)15);
+	bucket_count<<<chunks, BK_CHUNK, 0, d->stream>>>(key, m, off, div, nb, cnt, rank_in);
+	LAUNCHED();
+	bucket_scan<<<1, 1024, (size_t)nb * sizeof(int64_t), d->stream>>>(cnt, nb, chunks, total);
+	LAUNCHED();
+	bucket_place<<<chunks, BK_CHUNK, 0, d->stream>>>(key, m, off, div, nb, cnt, rank_in, pos);
+	LAUNCHED();
+	if (d->hcounts_cap < nb) {
+		cudaFreeHost(d->hcounts);
+		CU(cudaMallocHost((void **)&d->hcounts, (size_t)nb * sizeof(int64_t)));
+		d->hcounts_cap = nb;
+	}
+	CU(cudaMemcpyAsync(d->hcounts, total, (size_t)nb * sizeof(int64_t), cudaMemcpyDeviceToHost, d->stream));
+	CU(cudaStreamSynchronize(d->stream)); /* the host needs the split sizes */
+	memcpy(counts, d->hcounts, (size_t)nb * sizeof(int64_t));
+	return MOE_OK;
+}
+
+/* ---- row moves: 16-byte vectors when rows allow, one block of threads per row ---- */
+
+template <typename V>
+__global__ void scatter_kernel(const V *src, const int32_t *pos, int64_t m, int64_t src_div, int64_t vrow, V *dst)
+{
+	for (int64_t i = blockIdx.x; i < m; i += gridDim.x) {
+		int32_t p = pos[i];
+		if (p < 0)
+			continue;
+		const V *s = src + (i / src_div) * vrow;
+		V *o = dst + (int64_t)p * vrow;
+		for (int64_t c = threadIdx.x; c < vrow; c += blockDim.x)
+			o[c] = s[c];
+	}
+}
+
+template <typename V>
+__global__ void gather_kernel(const V *src, const int32_t *idx, int64_t m, int64_t vrow, V *dst)
+{
+	for (int64_t i = blockIdx.x; i < m; i += gridDim.x) {
+		int32_t p = idx[i];
+		V *o = dst + i * vrow;
+		if (p < 0) {
+			for (int64_t c = threadIdx.x; c < vrow; c += blockDim.x)
+				o[c] = V{};
+			continue;
+		}
+		const V *s = src + (int64_t)p * vrow;
+		for (int64_t c = threadIdx.x; c < vrow; c += blockDim.x)
+			o[c] = s[c];
+	}
+}
+
+static unsigned grid_for(int64_t m)
+{
+	return (unsigned)(m < 65535 * 4 ? (m > 0 ? m : 1) : 65535 * 4);
+}
+
+static int cuda_scatter_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *pos, int64_t m, int64_t src_div,
+			     int64_t h, moe_bf16 *dst)
+{
+	if (m == 0)
+		return MOE_OK;
+	if ((h * 2) % 16 == 0 && ((uintptr_t)src | (uintptr_t)dst) % 16 == 0) {
+		int64_t v = h * 2 / 16;
+		scatter_kernel<uint4><<<grid_for(m), v < 256 ? (unsigned)((v + 31) / 32 * 32) : 256, 0, d->stream>>>(
+			(const uint4 *)src, pos, m, src_div, v, (uint4 *)dst);
+	} else
+		scatter_kernel<uint16_t><<<grid_for(m), 128, 0, d->stream>>>((const uint16_t *)src, pos, m, src_div, h,
+									     (uint16_t *)dst);
+	LAUNCHED();
+	return MOE_OK;
+}
+
+static int cuda_gather_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *idx, int64_t m, int64_t h,
+			    moe_bf16 *dst)
+{
+	if (m == 0)
+		return MOE_OK;
+	if ((h * 2) % 16 == 0 && ((uintptr_t)src | (uintptr_t)dst) % 16 == 0) {
+		int64_t v = h * 2 / 16;
+		gather_kernel<uint4><<<grid_for(m), v < 256 ? (unsigned)((v + 31) / 32 * 32) : 256, 0, d->stream>>>(
+			(const uint4 *)src, idx, m, v, (uint4 *)dst);
+	} else
+		gather_kernel<uint16_t><<<grid_for(m), 128, 0, d->stream>>>((const uint16_t *)src, idx, m, h,
+									    (uint16_t *)dst);
+	LAUNCHED();
+	return MOE_OK;
+}
+
+__global__ void scatter_i32_kernel(const int32_t *src, const int32_t *pos, int64_t m, int32_t *dst)
+{
+	int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < m && pos[i] >= 0)
+		dst[pos[i]] = src[i];
+}
+
+static int cuda_scatter_i32(struct moe_dev *d, const int32_t *src, const int32_t *pos, int64_t m, int32_t *dst)
+{
+	if (m == 0)
+		return MOE_OK;
+	scatter_i32_kernel<<<(unsigned)((m + 255) / 256), 256, 0, d->stream>>>(src, pos, m, dst);
+	LAUNCHED();
+	return MOE_OK;
+}
+
+/* ---- experts ---- */
+
+__device__ static float bf(moe_bf16 v)
+{
+	return __uint_as_float((uint32_t)v << 16);
+}
+
+__device__ static moe_bf16 tobf(float f)
+{
+	__nv_bfloat16 b = __float2bfloat16_rn(f);
+	return *(moe_bf16 *)&b;
+}
+
+/* u = bf16(scale[row] * x) (score_before_experts), or x itself. */
+__global__ void scale_rows_kernel(const moe_bf16 *x, const float *scale, int64_t rows, int64_t h, moe_bf16 *out)
+{
+	int64_t n = rows * h;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+		out[i] = tobf(scale[i / h] * bf(x[i]));
+}
+
+/* scale / identity experts: out = bf16(f * u) with f = e + 1 or 1 */
+__global__ void exact_ffn_kernel(const moe_bf16 *x, const int64_t *row_expert_start, int nexp, int64_t first, int scale,
+				 int64_t rows, int64_t h, moe_bf16 *out)
+{
+	int64_t n = rows * h;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+		int64_t r = i / h;
+		int lo = 0, hi = nexp - 1; /* the last expert whose first row is <= r */
+		while (lo < hi) {
+			int mid = (lo + hi + 1) / 2;
+			if (row_expert_start[mid] <= r)
+				lo = mid;
+			else
+				hi = mid - 1;
+		}
+		int j = lo;
+		float f = scale ? (float)(first + j + 1) : 1.0f;
+		out[i] = tobf(f * bf(x[i]));
+	}
+}
+
+/* act = bf16(silu(g) * u), g and u fp32 from the two GEMMs */
+__global__ void swiglu_act_kernel(const float *g, const float *u, int64_t n, moe_bf16 *act)
+{
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+		float a = g[i];
+		act[i] = tobf(a / (1.0f + expf(-a)) * u[i]);
+	}
+}
+
+static unsigned ew_grid(int64_t n)
+{
+	int64_t b = (n + 255) / 256;
+	return (unsigned)(b < 1 ? 1 : b > 65535 * 8 ? 65535 * 8 : b);
+}
+
+/* One grouped GEMM over the experts with rows: C_j (rows_j x N) = A_j (rows_j x Kd) . W_j^T, W_j row-major N x Kd. */
+static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, const void *const *hA, const void *const *hW,
+		   void *const *hC, cudaDataType_t ctype)
+{
+	if (!ng)
+		return MOE_OK;
+	size_t need = (size_t)ng * 3 * sizeof(void *);
+	MOE_CHECK(grow((void **)&d->ptrs, &d->ptrs_cap, need));
+	if (!d->hptrs)
+		CU(cudaMallocHost((void **)&d->hptrs, 3 * 4096 * sizeof(void *)));
+	if (ng > 4096)
+		return MOE_ERR_UNSUPPORTED;
+	CU(cudaStreamSynchronize(d->stream)); /* the pinned staging may still feed a previous copy */
+	for (int i = 0; i < ng; i++) {
+		d->hptrs[i] = (void *)hW[i];
+		d->hptrs[ng + i] = (void *)hA[i];
+		d->hptrs[2 * ng + i] = hC[i];
+	}
+	CU(cudaMemcpyAsync(d->ptrs, d->hptrs, need, cudaMemcpyHostToDevice, d->stream));
+	cublasOperation_t *ta = (cublasOperation_t *)malloc(ng * sizeof(cublasOperation_t));
+	cublasOperation_t *tb = (cublasOperation_t *)malloc(ng * sizeof(cublasOperation_t));
+	int *mm = (int *)malloc(ng * sizeof(int)), *nn = (int *)malloc(ng * sizeof(int)), *kk = (int *)malloc(ng * sizeof(int));
+	int *lda = (int *)malloc(ng * sizeof(int)), *ldb = (int *)malloc(ng * sizeof(int)), *ldc = (int *)malloc(ng * sizeof(int));
+	int *gsz = (int *)malloc(ng * sizeof(int));
+	float *al = (float *)malloc(ng * sizeof(float)), *be = (float *)malloc(ng * sizeof(float));
+	for (int i = 0; i < ng; i++) {
+		ta[i] = CUBLAS_OP_T;
+		tb[i] = CUBLAS_OP_N;
+		mm[i] = N;
+		nn[i] = rows[i];
+		kk[i] = Kd;
+		lda[i] = Kd;
+		ldb[i] = Kd;
+		ldc[i] = N;
+		gsz[i] = 1;
+		al[i] = 1.0f;
+		be[i] = 0.0f;
+	}
+	cublasStatus_t st = cublasGemmGroupedBatchedEx(d->blas, ta, tb, mm, nn, kk, al, (const void *const *)d->ptrs,
+							CUDA_R_16BF, lda, (const void *const *)(d->ptrs + ng), CUDA_R_16BF,
+							ldb, be, d->ptrs + 2 * ng, ctype, ldc, ng, gsz, CUBLAS_COMPUTE_32F);
+	free(ta); free(tb); free(mm); free(nn); free(kk); free(lda); free(ldb); free(ldc); free(gsz); free(al); free(be);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "moebench: cublasGemmGroupedBatchedEx failed: status %d\n", (int)st);
+		return MOE_ERR_SYSTEM;
+	}
+	return MOE_OK;
+}
+
+static int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
+		    const float *scale, moe_bf16 *out)
+{
+	int64_t H = c->hidden, F = c->ffn, rows = 0;
+	for (int64_t j = 0; j < c->nexperts; j++)
+		rows += counts[j];
+	if (rows == 0)
+		return MOE_OK;
+	/* scratch: scaled input (bf16), starts per expert, g and u (fp32), act (bf16) */
+	size_t su = scale ? (size_t)rows * H * 2 : 0, ss = ((size_t)c->nexperts + 1) * 8;
+	size_t sg = c->kind == MOE_FFN_SWIGLU ? (size_t)rows * F * 4 : 0;
+	size_t need = su + ss + 2 * sg + (sg / 2) + 1024;
+	MOE_CHECK(grow(&d->scratch, &d->scratch_bytes, need));
+	char *sp = (char *)d->scratch;
+	const moe_bf16 *u = x;
+	if (scale) {
+		scale_rows_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(x, scale, rows, H, (moe_bf16 *)sp);
+		LAUNCHED();
+		u = (const moe_bf16 *)sp;
+	}
+	sp += (su + 255) & ~(size_t)255;
+	if (c->kind != MOE_FFN_SWIGLU) {
+		int64_t *hs = (int64_t *)malloc(ss);
+		hs[0] = 0;
+		for (int64_t j = 0; j < c->nexperts; j++)
+			hs[j + 1] = hs[j] + counts[j];
+		int rc = cudaMemcpyAsync(sp, hs, ss, cudaMemcpyHostToDevice, d->stream) == cudaSuccess &&
+				 cudaStreamSynchronize(d->stream) == cudaSuccess
+			 ? MOE_OK
+			 : MOE_ERR_SYSTEM;
+		free(hs);
+		MOE_CHECK(rc);
+		exact_ffn_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(u, (const int64_t *)sp, (int)c->nexperts,
+									  c->first_expert, c->kind == MOE_FFN_SCALE,
+									  rows, H, out);
+		LAUNCHED();
+		return MOE_OK;
+	}
+	sp += (ss + 255) & ~(size_t)255;
+	float *g = (float *)sp, *uu = g + rows * F;
+	moe_bf16 *act = (moe_bf16 *)(uu + rows * F);
+	int ng = 0;
+	int *rw = (int *)malloc(c->nexperts * sizeof(int));
+	const void **A = (const void **)malloc(c->nexperts * sizeof(void *)), **W = (const void **)malloc(c->nexperts * sizeof(void *));
+	void **C = (void **)malloc(c->nexperts * sizeof(void *));
+	int rc = MOE_OK;
+	/* gate and up projections (fp32 out), the fused activation, then the down projection (bf16 out) */
+	for (int pass = 0; pass < 3 && rc == MOE_OK; pass++) {
+		ng = 0;
+		int64_t r0 = 0;
+		for (int64_t j = 0; j < c->nexperts; j++) {
+			if (counts[j]) {
+				rw[ng] = (int)counts[j];
+				A[ng] = pass < 2 ? (const void *)(u + r0 * H) : (const void *)(act + r0 * F);
+				W[ng] = pass == 0 ? c->d_w1[j] : pass == 1 ? c->d_w3[j] : c->d_w2[j];
+				C[ng] = pass == 0 ? (void *)(g + r0 * F) : pass == 1 ? (void *)(uu + r0 * F) : (void *)(out + r0 * H);
+				ng++;
+			}
+			r0 += counts[j];
+		}
+		if (pass < 2)
+			rc = grouped(d, ng, rw, (int)F, (int)H, A, W, C, CUDA_R_32F);
+		else
+			rc = grouped(d, ng, rw, (int)H, (int)F, A, W, C, CUDA_R_16BF);
+		if (rc == MOE_OK && pass == 1) {
+			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(g, uu, rows * F, act);
+			if (cudaGetLastError() != cudaSuccess)
+				rc = MOE_ERR_SYSTEM;
+		}
+	}
+	free(rw);
+	free(A);
+	free(W);
+	free(C);
+	return rc;
+}
+
+/* ---- combine: one block per token, 8 columns per thread (16-byte loads), slots in order ---- */
+
+__global__ void combine_kernel(const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n, int K, int64_t h,
+			       const float *base, int scaled_before, moe_bf16 *out, float *out_f32)
+{
+	int64_t t = blockIdx.x;
+	if (t >= n)
+		return;
+	for (int64_t c0 = (int64_t)threadIdx.x * 8; c0 < h; c0 += (int64_t)blockDim.x * 8) {
+		float acc[8];
+		int vec = c0 + 8 <= h && (h % 8) == 0;
+		for (int q = 0; q < 8; q++)
+			acc[q] = base && c0 + q < h ? base[t * h + c0 + q] : 0.0f;
+		for (int k = 0; k < K; k++) {
+			int32_t s = slot[t * K + k];
+			if (s < 0)
+				continue;
+			float wk = w[t * K + k];
+			const moe_bf16 *r = rows + (int64_t)s * h + c0;
+			moe_bf16 v[8];
+			if (vec)
+				*(uint4 *)v = *(const uint4 *)r;
+			else
+				for (int q = 0; q < 8; q++)
+					v[q] = c0 + q < h ? r[q] : 0;
+			for (int q = 0; q < 8; q++)
+				acc[q] = scaled_before ? acc[q] + bf(v[q]) : fmaf(wk, bf(v[q]), acc[q]);
+		}
+		for (int q = 0; q < 8 && c0 + q < h; q++) {
+			if (out_f32)
+				out_f32[t * h + c0 + q] = acc[q];
+			else
+				out[t * h + c0 + q] = tobf(acc[q]);
+		}
+	}
+}
+
+static int cuda_combine(struct moe_dev *d, const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n,
+			int64_t k, int64_t h, const float *base, int scaled_before, moe_bf16 *out, float *out_f32)
+{
+	if (n == 0)
+		return MOE_OK;
+	int64_t threads = (h + 7) / 8;
+	combine_kernel<<<(unsigned)n, (unsigned)(threads < 128 ? (threads + 31) / 32 * 32 : 128), 0, d->stream>>>(
+		rows, slot, w, n, (int)k, h, base, scaled_before, out, out_f32);
+	LAUNCHED();
+	return MOE_OK;
+}
+
+__global__ void finish_kernel(const float *s, const float *base, int64_t n, moe_bf16 *out)
+{
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+		out[i] = tobf(base ? base[i] + s[i] : s[i]);
+}
+
+__global__ void add_kernel(const moe_bf16 *a, const moe_bf16 *b, int64_t n, moe_bf16 *out)
+{
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+		out[i] = tobf(bf(a[i]) + bf(b[i]));
+}
+
+__global__ void widen_kernel(const moe_bf16 *a, int64_t n, float *out)
+{
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+		out[i] = bf(a[i]);
+}
+
+static int cuda_finish(struct moe_dev *d, const float *s, const float *base, int64_t n, moe_bf16 *out)
+{
+	if (n) {
+		finish_kernel<<<ew_grid(n), 256, 0, d->stream>>>(s, base, n, out);
+		LAUNCHED();
+	}
+	return MOE_OK;
+}
+
+static int cuda_add(struct moe_dev *d, const moe_bf16 *a, const moe_bf16 *b, int64_t n, moe_bf16 *out)
+{
+	if (n) {
+		add_kernel<<<ew_grid(n), 256, 0, d->stream>>>(a, b, n, out);
+		LAUNCHED();
+	}
+	return MOE_OK;
+}
+
+static int cuda_widen(struct moe_dev *d, const moe_bf16 *a, int64_t n, float *out)
+{
+	if (n) {
+		widen_kernel<<<ew_grid(n), 256, 0, d->stream>>>(a, n, out);
+		LAUNCHED();
+	}
+	return MOE_OK;
+}
+
+static int cuda_flush(struct moe_dev *d)
+{
+	if (!d->flush) {
+		d->flush_bytes = 256u << 20; /* several times any Hopper L2 */
+		CU(cudaMalloc((void **)&d->flush, d->flush_bytes));
+	}
+	CU(cudaMemsetAsync(d->flush, 0, d->flush_bytes, d->stream));
+	return MOE_OK;
+}
+
+extern "C" const struct moe_backend_ops moe_backend_cuda = {
+	MOE_BACKEND_ABI,
+	"cuda",
+	cuda_init,
+	cuda_fini,
+	cuda_alloc,
+	cuda_free,
+	cuda_h2d,
+	cuda_d2h,
+	cuda_d2d,
+	cuda_memset,
+	cuda_sync,
+	cuda_route,
+	cuda_bucket,
+	cuda_scatter_rows,
+	cuda_scatter_i32,
+	cuda_gather_rows,
+	cuda_ffn,
+	cuda_combine,
+	cuda_finish,
+	cuda_add,
+	cuda_widen,
+	cuda_flush,
+};
+
+/* ---- for the CUDA transports ---- */
+
+__global__ void accumulate_kernel(float *dst, const float *src, int64_t n)
+{
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+		dst[i] += src[i];
+}
+
+extern "C" void *moe_cuda_stream(struct moe_dev *d)
+{
+	return (void *)d->stream;
+}
+
+extern "C" int moe_cuda_device(struct moe_dev *d)
+{
+	return d->gpu;
+}
+
+extern "C" int moe_cuda_accumulate_f32(struct moe_dev *d, float *dst, const float *src, int64_t n)
+{
+	if (n) {
+		accumulate_kernel<<<ew_grid(n), 256, 0, d->stream>>>(dst, src, n);
+		LAUNCHED();
+	}
+	return MOE_OK;
+}

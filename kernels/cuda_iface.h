@@ -1,0 +1,16 @@
+/* What the CUDA transports (ipc, nccl) may ask of the CUDA backend: its stream, device, and two
+ * device helpers. C-callable; exists only when the CUDA backend is built. */
+#ifndef MOE_CUDA_IFACE_H
+#define MOE_CUDA_IFACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct moe_dev;
+
+void *moe_cuda_stream(struct moe_dev *dev); /* the cudaStream_t every kernel of the backend runs on */
+int moe_cuda_device(struct moe_dev *dev);
+/* dst[i] += src[i] for n fp32 values, on the backend's stream. */
+int moe_cuda_accumulate_f32(struct moe_dev *dev, float *dst, const float *src, int64_t n);
+
+#endif

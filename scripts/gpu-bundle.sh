@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Bundles the build for the GPU host (docs/GPU.md): the binaries plus the non-system shared libraries they
+# need, into .carry/ (ignored by git). CUDA, cuBLAS and NCCL are left out: the GPU host has its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf .carry
+mkdir -p .carry/lib .carry/bin
+cp build/moebench .carry/bin/
+[ -x build/tests/test_cuda_kernels ] && cp build/tests/test_cuda_kernels .carry/bin/
+for b in .carry/bin/*; do
+  ldd "$b" | awk '/=> \//{print $3}'
+done | sort -u | while read -r lib; do
+  case "$(basename "$lib")" in
+    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libgcc_s.so*|libstdc++.so*) ;;
+    libcudart*|libcublas*|libnccl*|libcuda.so*) ;;
+    libhwloc.so*|libudev.so*) ;; # the host's own: Debian's hwloc finds PCI devices through a plugin not carried
+    *) cp -L "$lib" .carry/lib/ ;;
+  esac
+done
+du -sh .carry

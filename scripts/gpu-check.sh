@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs on the GPU host from the repository root, with .carry/ from scripts/gpu-bundle.sh: the kernel test,
+# every scenario on the cuda backend, and what else is asked (STEPS). Logs go to $OUT (or /tmp/gpu-out).
+set -u
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/.carry/lib:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu
+export NCCL_NVLS_ENABLE=0
+M=$PWD/.carry/bin/moebench
+STEPS=${STEPS:-"env kernels scenarios"}
+for step in $STEPS; do
+  echo "=== $step"
+  case $step in
+    env)
+      nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+      ldd "$M" | grep "not found"
+      "$M" topo ;;
+    kernels)
+      .carry/bin/test_cuda_kernels 2>&1 | tee "$OUT/kernels.log" | tail -20 ;;
+    scenarios)
+      MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/gpu_scenarios.sh >"$OUT/scenarios.log" 2>&1
+      echo "gpu_scenarios exit $?"
+      grep -v "^ok" "$OUT/scenarios.log" | tail -40 ;;
+    smoke)
+      "$M" run --backend cuda --out /tmp/gpu-res 2>&1 | tee "$OUT/smoke.log" ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        compute-sanitizer --tool $tool --target-processes all --error-exitcode 9 \
+          "$M" run --backend cuda --iters 2 --warmup 1 --out /tmp/gpu-san >"$OUT/sanitize-$tool.log" 2>&1
+        echo "compute-sanitizer $tool exit $?"
+        grep -E "ERROR SUMMARY|OK: |FAILED" "$OUT/sanitize-$tool.log" | sort | uniq -c
+      done ;;
+    calibrate)
+      "$M" calibrate --backend cuda 2>&1 | tee "$OUT/calibrate.log" ;;
+    bench)
+      "$M" run scenarios/bench-gpu.ini --backend cuda --out /tmp/gpu-bench 2>&1 | tee "$OUT/bench.log"
+      cp "$(ls -1d /tmp/gpu-bench/2*/ | tail -1)run.json" "$OUT/bench-run.json" ;;
+  esac
+done
