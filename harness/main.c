@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include "calibrate.h"
+#ifdef MOE_HAVE_CUDA_BACKEND
+#include "cuda_iface.h"
+#endif
 #include "invariants.h"
 #include "kernels.h"
 #include "launcher.h"
@@ -48,7 +51,8 @@ static void usage(FILE *f)
 		"  list [SCENARIO...]  print the expanded cases, one a line\n"
 		"  topo [--ranks N]    print the machine topology and the placement plan for N ranks\n"
 		"                      (default: one per GPU, or one per core without GPUs; --bind, --topo-xml)\n"
-		"  calibrate           measure this machine's copy bandwidth (the host roofline)\n"
+		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
+		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
 		"  help [keys]         this text, or every scenario key with its default\n"
 		"\n"
 		"options of run and list:\n"
@@ -311,8 +315,21 @@ static int cmd_topo(int argc, char **argv)
 
 static int cmd_calibrate(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
+	struct moe_run_opts o;
+	if (parse_opts(argc, argv, &o))
+		return MOE_EXIT_USAGE;
+	for (int i = 0; i < o.nsets; i++)
+		if (!strcmp(o.sets[i], "backend=cuda")) {
+#ifdef MOE_HAVE_CUDA_BACKEND
+			int rc = moe_cuda_calibrate(0, stdout);
+			if (rc == MOE_ERR_UNSUPPORTED)
+				fprintf(stderr, "moebench: calibrate: no usable GPU\n");
+			return rc == MOE_OK ? 0 : rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_FAIL;
+#else
+			fprintf(stderr, "moebench: calibrate: the CUDA backend is not built in\n");
+			return MOE_EXIT_SKIP;
+#endif
+		}
 	struct moe_calibration c;
 	size_t bytes = (size_t)256 << 20;
 	if (moe_calibrate_host(bytes, 20, &c)) {

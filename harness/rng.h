@@ -20,7 +20,14 @@ enum moe_tensor {
 	MOE_T_SAMPLE = 12, /* choice of checked rows for check = sample:N */
 };
 
-static inline uint64_t moe_mix64(uint64_t z)
+/* The same code runs on the host and, compiled by nvcc, on the GPU: every element is identical on both. */
+#ifdef __CUDACC__
+#define MOE_HD __host__ __device__
+#else
+#define MOE_HD
+#endif
+
+MOE_HD static inline uint64_t moe_mix64(uint64_t z)
 {
 	z ^= z >> 30;
 	z *= 0xbf58476d1ce4e5b9ull;
@@ -30,7 +37,7 @@ static inline uint64_t moe_mix64(uint64_t z)
 	return z;
 }
 
-static inline uint64_t moe_rng_u64(uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row, uint64_t col)
+MOE_HD static inline uint64_t moe_rng_u64(uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row, uint64_t col)
 {
 	uint64_t h = moe_mix64(seed + 0x9e3779b97f4a7c15ull);
 	h = moe_mix64(h ^ ((uint64_t)tensor << 32 | layer));
@@ -39,7 +46,7 @@ static inline uint64_t moe_rng_u64(uint64_t seed, uint32_t tensor, uint32_t laye
 }
 
 /* Uniform in [0, 1) with 53 random bits. */
-static inline double moe_rng_unit(uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row, uint64_t col)
+MOE_HD static inline double moe_rng_unit(uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row, uint64_t col)
 {
 	return (double)(moe_rng_u64(seed, tensor, layer, row, col) >> 11) * 0x1.0p-53;
 }

@@ -10,6 +10,9 @@ int moe_weights_upload(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, u
 		       int64_t cols, void *d_dst)
 {
 	size_t bytes = (size_t)(rows * cols) * sizeof(moe_bf16);
+	if (ctx->be->generate) /* the same elements, made where they are used */
+		return ctx->be->generate(ctx->dev, (uint64_t)ctx->p->seed, t, layer, row0, rows, cols,
+					 moe_tensor_scale(ctx->p, t), d_dst);
 	moe_bf16 *h = malloc(bytes ? bytes : 1);
 	if (!h)
 		return MOE_ERR_NOMEM;
@@ -74,8 +77,13 @@ int moe_weights_default(struct moe_ctx *ctx)
 		if (p->expert != MOE_EXPERT_SWIGLU)
 			continue; /* scale and identity experts have no weights */
 		for (int64_t e = ctx->rank * epr; e < (ctx->rank + 1) * epr; e++) {
-			MOE_CHECK(upload_new(ctx, MOE_T_W1, (uint32_t)l, (uint64_t)(e * F), F, H, &lw->w1[e]));
-			MOE_CHECK(upload_new(ctx, MOE_T_W3, (uint32_t)l, (uint64_t)(e * F), F, H, &lw->w3[e]));
+			/* W1 and W3 back to back: a backend may run both projections as one GEMM of width 2F */
+			lw->w1[e] = ctx->be->alloc(ctx->dev, (size_t)(2 * F * H) * sizeof(moe_bf16));
+			if (!lw->w1[e])
+				return MOE_ERR_NOMEM;
+			lw->w3[e] = lw->w1[e] + F * H;
+			MOE_CHECK(moe_weights_upload(ctx, MOE_T_W1, (uint32_t)l, (uint64_t)(e * F), F, H, lw->w1[e]));
+			MOE_CHECK(moe_weights_upload(ctx, MOE_T_W3, (uint32_t)l, (uint64_t)(e * F), F, H, lw->w3[e]));
 			MOE_CHECK(upload_new(ctx, MOE_T_W2, (uint32_t)l, (uint64_t)(e * H), H, F, &lw->w2[e]));
 		}
 	}

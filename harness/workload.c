@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double tensor_scale(const struct moe_params *p, enum moe_tensor t)
+double moe_tensor_scale(const struct moe_params *p, enum moe_tensor t)
 {
 	switch (t) {
 	case MOE_T_X: return 1.0;
@@ -26,7 +26,7 @@ static double tensor_scale(const struct moe_params *p, enum moe_tensor t)
 moe_bf16 moe_gen_elem(const struct moe_params *p, enum moe_tensor t, uint32_t layer, uint64_t row, uint64_t col)
 {
 	double u = moe_rng_unit((uint64_t)p->seed, t, layer, row, col);
-	return moe_f32_to_bf16((float)((2.0 * u - 1.0) * tensor_scale(p, t)));
+	return moe_f32_to_bf16((float)((2.0 * u - 1.0) * moe_tensor_scale(p, t)));
 }
 
 void moe_gen_block(const struct moe_params *p, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,

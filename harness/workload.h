@@ -10,6 +10,8 @@
 
 /* One generated element, already rounded to bf16. Scales keep activations O(1) through layers. */
 moe_bf16 moe_gen_elem(const struct moe_params *p, enum moe_tensor t, uint32_t layer, uint64_t row, uint64_t col);
+/* The scale of a tensor's uniform [-1, 1) draws (1/sqrt of the reduction width for weights). */
+double moe_tensor_scale(const struct moe_params *p, enum moe_tensor t);
 /* rows x cols block of a tensor starting at row0, row-major, bf16. */
 void moe_gen_block(const struct moe_params *p, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
 		   int64_t cols, moe_bf16 *out);

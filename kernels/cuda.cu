@@ -11,6 +11,7 @@ extern "C" {
 #include "cuda_iface.h"
 #include "kernels.h"
 }
+#include "../harness/rng.h"
 
 struct moe_dev {
 	int gpu;
@@ -530,12 +531,15 @@ __global__ void exact_ffn_kernel(const moe_bf16 *x, const int64_t *row_expert_st
 	}
 }
 
-/* act = bf16(silu(g) * u), g and u fp32 from the two GEMMs */
-__global__ void swiglu_act_kernel(const float *g, const float *u, int64_t n, moe_bf16 *act)
+/* act = bf16(silu(g) * u); g and u are the two projections, stored bf16 by the GEMMs (cuBLAS's grouped GEMM
+ * has no bf16-in, fp32-out mode) */
+__global__ void swiglu_act_kernel(const moe_bf16 *gu, int64_t rows, int64_t f, moe_bf16 *act)
 {
+	int64_t n = rows * f;
 	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-		float a = g[i];
-		act[i] = tobf(a / (1.0f + expf(-a)) * u[i]);
+		int64_t r = i / f, c = i % f;
+		float a = bf(gu[r * 2 * f + c]);
+		act[i] = tobf(a / (1.0f + expf(-a)) * bf(gu[r * 2 * f + f + c]));
 	}
 }
 
@@ -546,9 +550,10 @@ static unsigned ew_grid(int64_t n)
 }
 
 /* One grouped GEMM over the experts with rows: C_j (rows_j x N) = A_j (rows_j x Kd) . W_j^T, W_j row-major N x Kd. */
-static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, const void *const *hA, const void *const *hW,
-		   void *const *hC, cudaDataType_t ctype)
+static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldcv, const void *const *hA,
+		   const void *const *hW, void *const *hC)
 {
+	cudaDataType_t ctype = CUDA_R_16BF;
 	if (!ng)
 		return MOE_OK;
 	size_t need = (size_t)ng * 3 * sizeof(void *);
@@ -578,7 +583,7 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, co
 		kk[i] = Kd;
 		lda[i] = Kd;
 		ldb[i] = Kd;
-		ldc[i] = N;
+		ldc[i] = ldcv;
 		gsz[i] = 1;
 		al[i] = 1.0f;
 		be[i] = 0.0f;
@@ -594,6 +599,22 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, co
 	return MOE_OK;
 }
 
+/* The expert GEMMs: cuBLAS's grouped GEMM, or one cublasGemmEx per expert, which GPU-HOST.md measured
+ * faster once every expert has about a thousand rows or more. MOEBENCH_EXPERT_GEMM=grouped|loop forces one. */
+static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldc, const void *const *A,
+			const void *const *W, void *const *C, int64_t avg_rows)
+{
+	const char *mode = getenv("MOEBENCH_EXPERT_GEMM");
+	int loop = mode && !strcmp(mode, "loop") ? 1 : mode && !strcmp(mode, "grouped") ? 0 : avg_rows >= 1024;
+	if (!loop)
+		return grouped(d, ng, rows, N, Kd, ldc, A, W, C);
+	const float one = 1.0f, zero = 0.0f;
+	for (int i = 0; i < ng; i++)
+		CB(cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows[i], Kd, &one, W[i], CUDA_R_16BF, Kd, A[i],
+				CUDA_R_16BF, Kd, &zero, C[i], CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	return MOE_OK;
+}
+
 static int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
 		    const float *scale, moe_bf16 *out)
 {
@@ -604,8 +625,8 @@ static int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf
 		return MOE_OK;
 	/* scratch: scaled input (bf16), starts per expert, g and u (fp32), act (bf16) */
 	size_t su = scale ? (size_t)rows * H * 2 : 0, ss = ((size_t)c->nexperts + 1) * 8;
-	size_t sg = c->kind == MOE_FFN_SWIGLU ? (size_t)rows * F * 4 : 0;
-	size_t need = su + ss + 2 * sg + (sg / 2) + 1024;
+	size_t sg = c->kind == MOE_FFN_SWIGLU ? (size_t)rows * F * 2 : 0;
+	size_t need = su + ss + 3 * sg + 1024; /* [gate | up] (2 sg) and the activation (sg) */
 	MOE_CHECK(grow(&d->scratch, &d->scratch_bytes, need));
 	char *sp = (char *)d->scratch;
 	const moe_bf16 *u = x;
@@ -633,15 +654,20 @@ static int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf
 		return MOE_OK;
 	}
 	sp += (ss + 255) & ~(size_t)255;
-	float *g = (float *)sp, *uu = g + rows * F;
-	moe_bf16 *act = (moe_bf16 *)(uu + rows * F);
+	moe_bf16 *gu = (moe_bf16 *)sp, *act = gu + rows * 2 * F;
+	/* W1 and W3 stored back to back make one projection of width 2F: [gate | up] per row */
+	int fused = 1;
+	for (int64_t j = 0; j < c->nexperts; j++)
+		fused &= counts[j] == 0 || c->d_w3[j] == c->d_w1[j] + F * H;
 	int ng = 0;
 	int *rw = (int *)malloc(c->nexperts * sizeof(int));
 	const void **A = (const void **)malloc(c->nexperts * sizeof(void *)), **W = (const void **)malloc(c->nexperts * sizeof(void *));
 	void **C = (void **)malloc(c->nexperts * sizeof(void *));
 	int rc = MOE_OK;
-	/* gate and up projections (fp32 out), the fused activation, then the down projection (bf16 out) */
+	/* passes: 0 gate (or gate|up when fused), 1 up, 2 down; every GEMM stores bf16 */
 	for (int pass = 0; pass < 3 && rc == MOE_OK; pass++) {
+		if (pass == 1 && fused)
+			continue;
 		ng = 0;
 		int64_t r0 = 0;
 		for (int64_t j = 0; j < c->nexperts; j++) {
@@ -649,17 +675,16 @@ static int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf
 				rw[ng] = (int)counts[j];
 				A[ng] = pass < 2 ? (const void *)(u + r0 * H) : (const void *)(act + r0 * F);
 				W[ng] = pass == 0 ? c->d_w1[j] : pass == 1 ? c->d_w3[j] : c->d_w2[j];
-				C[ng] = pass == 0 ? (void *)(g + r0 * F) : pass == 1 ? (void *)(uu + r0 * F) : (void *)(out + r0 * H);
+				C[ng] = pass == 2 ? (void *)(out + r0 * H) : (void *)(gu + r0 * 2 * F + (pass == 1 ? F : 0));
 				ng++;
 			}
 			r0 += counts[j];
 		}
-		if (pass < 2)
-			rc = grouped(d, ng, rw, (int)F, (int)H, A, W, C, CUDA_R_32F);
-		else
-			rc = grouped(d, ng, rw, (int)H, (int)F, A, W, C, CUDA_R_16BF);
-		if (rc == MOE_OK && pass == 1) {
-			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(g, uu, rows * F, act);
+		int N = pass == 2 ? (int)H : fused ? (int)(2 * F) : (int)F, Kd = pass == 2 ? (int)F : (int)H;
+		int ldc = pass == 2 ? (int)H : (int)(2 * F);
+		rc = expert_gemms(d, ng, rw, N, Kd, ldc, A, W, C, rows / (c->nexperts ? c->nexperts : 1));
+		if (rc == MOE_OK && pass == (fused ? 0 : 1)) { /* both projections are done */
+			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(gu, rows, F, act);
 			if (cudaGetLastError() != cudaSuccess)
 				rc = MOE_ERR_SYSTEM;
 		}
@@ -775,6 +800,27 @@ static int cuda_flush(struct moe_dev *d)
 	return MOE_OK;
 }
 
+__global__ void generate_kernel(uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row0, int64_t rows, int64_t cols,
+				double scale, moe_bf16 *dst)
+{
+	int64_t n = rows * cols;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+		double u = moe_rng_unit(seed, tensor, layer, row0 + (uint64_t)(i / cols), (uint64_t)(i % cols));
+		double v = 2.0 * u - 1.0; /* exact: no contraction can change it */
+		dst[i] = tobf((float)(v * scale));
+	}
+}
+
+static int cuda_generate(struct moe_dev *d, uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row0, int64_t rows,
+			 int64_t cols, double scale, moe_bf16 *dst)
+{
+	if (rows * cols > 0) {
+		generate_kernel<<<ew_grid(rows * cols), 256, 0, d->stream>>>(seed, tensor, layer, row0, rows, cols, scale, dst);
+		LAUNCHED();
+	}
+	return MOE_OK;
+}
+
 extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	MOE_BACKEND_ABI,
 	"cuda",
@@ -798,6 +844,7 @@ extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	cuda_add,
 	cuda_widen,
 	cuda_flush,
+	cuda_generate,
 };
 
 /* ---- for the CUDA transports ---- */
@@ -824,5 +871,218 @@ extern "C" int moe_cuda_accumulate_f32(struct moe_dev *d, float *dst, const floa
 		accumulate_kernel<<<ew_grid(n), 256, 0, d->stream>>>(dst, src, n);
 		LAUNCHED();
 	}
+	return MOE_OK;
+}
+
+/* ---- calibrate: the rooflines, and the backend's own kernels measured against them ---- */
+
+struct timer {
+	cudaEvent_t a, b;
+};
+
+static float time_ms(cudaStream_t s, struct timer *t, int reps, int (*fn)(void *), void *arg)
+{
+	for (int i = 0; i < 2; i++) /* warm-up */
+		if (fn(arg))
+			return -1;
+	cudaEventRecord(t->a, s);
+	for (int i = 0; i < reps; i++)
+		if (fn(arg))
+			return -1;
+	cudaEventRecord(t->b, s);
+	cudaEventSynchronize(t->b);
+	float ms = 0;
+	cudaEventElapsedTime(&ms, t->a, t->b);
+	return ms / reps;
+}
+
+struct bench {
+	struct moe_dev *d;
+	void *a, *b, *c, *e, *f;
+	int64_t m, n, k, h, nb;
+	int64_t *counts;
+	struct moe_ffn_cfg *fc;
+	struct moe_route_cfg *rc;
+};
+
+static int b_copy(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cudaMemcpyAsync(x->b, x->a, (size_t)x->m, cudaMemcpyDeviceToDevice, x->d->stream) == cudaSuccess ? 0 : 1;
+}
+
+static int b_gemm(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	const float one = 1.0f, zero = 0.0f;
+	return cublasGemmEx(x->d->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)x->n, (int)x->m, (int)x->k, &one, x->b,
+			    CUDA_R_16BF, (int)x->k, x->a, CUDA_R_16BF, (int)x->k, &zero, x->c, CUDA_R_16BF, (int)x->n,
+			    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS;
+}
+
+/* permute as the expert phase does it: bucket by expert, then the stable scatter of the rows */
+static int b_permute(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	int64_t counts[4096];
+	if (cuda_bucket(x->d, (const int32_t *)x->c, x->m, 0, 1, x->nb, counts, (int32_t *)x->e))
+		return 1;
+	return cuda_scatter_rows(x->d, (const moe_bf16 *)x->a, (const int32_t *)x->e, x->m, 1, x->h, (moe_bf16 *)x->b);
+}
+
+static int b_scatter(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_scatter_rows(x->d, (const moe_bf16 *)x->a, (const int32_t *)x->e, x->m, 1, x->h, (moe_bf16 *)x->b);
+}
+
+static int b_combine(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_combine(x->d, (const moe_bf16 *)x->a, (const int32_t *)x->e, (const float *)x->f, x->n, x->k, x->h,
+			    NULL, 0, (moe_bf16 *)x->b, NULL);
+}
+
+static int b_ffn(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_ffn(x->d, x->fc, (const moe_bf16 *)x->a, x->counts, NULL, (moe_bf16 *)x->b);
+}
+
+static int b_route(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_route(x->d, x->rc, (const moe_bf16 *)x->a, x->m, (const moe_bf16 *)x->b, (int32_t *)x->c, (float *)x->e);
+}
+
+static void fill(struct moe_dev *d, void *p, int64_t elems, uint32_t tensor, double scale)
+{
+	cuda_generate(d, 7, tensor, 0, 0, 1, elems, scale, (moe_bf16 *)p);
+}
+
+extern "C" int moe_cuda_calibrate(int gpu, FILE *out)
+{
+	struct moe_dev *d;
+	if (cuda_init(&d, gpu) != MOE_OK)
+		return MOE_ERR_UNSUPPORTED;
+	cudaDeviceProp prop;
+	cudaGetDeviceProperties(&prop, d->gpu);
+	fprintf(out, "# %s, %d SMs, %.0f MiB; every figure is the mean of timed repetitions after 2 warm-ups, CUDA events\n",
+		prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1048576.0);
+	struct timer t;
+	cudaEventCreate(&t.a);
+	cudaEventCreate(&t.b);
+	struct bench x;
+	memset(&x, 0, sizeof(x));
+	x.d = d;
+	/* copy roofline: 2 GiB device to device */
+	x.m = (int64_t)2 << 30;
+	CU(cudaMalloc(&x.a, (size_t)x.m));
+	CU(cudaMalloc(&x.b, (size_t)x.m));
+	cudaMemsetAsync(x.a, 1, (size_t)x.m, d->stream);
+	float ms = time_ms(d->stream, &t, 10, b_copy, &x);
+	double copy = 2.0 * (double)x.m / (ms * 1e-3) / 1e9; /* read + write */
+	fprintf(out, "copy_GBps\t%.1f\t# cudaMemcpy D2D of 2 GiB, bytes read + written per second\n", copy);
+	/* dense GEMM roofline: 8192^3 bf16, fp32 accumulate */
+	x.m = x.n = x.k = 8192;
+	fill(d, x.a, 8192 * 8192, 3, 0.01);
+	fill(d, x.b, 8192 * 8192, 4, 0.01);
+	CU(cudaMalloc(&x.c, (size_t)8192 * 8192 * 2));
+	ms = time_ms(d->stream, &t, 10, b_gemm, &x);
+	double dense = 2.0 * 8192.0 * 8192 * 8192 / (ms * 1e-3) / 1e12;
+	fprintf(out, "gemm_TFLOPs\t%.1f\t# cublasGemmEx 8192x8192x8192 bf16 in/out, fp32 compute, random data\n", dense);
+
+	/* permute and combine at 4096 tokens x H 7168, top-8 (32768 slots), 32 local experts */
+	int64_t T = 4096, K = 8, H = 7168, S = T * K;
+	int32_t *hk = (int32_t *)malloc(S * 4);
+	for (int64_t i = 0; i < S; i++)
+		hk[i] = (int32_t)(moe_rng_u64(3, 30, 0, 0, (uint64_t)i) % 32);
+	CU(cudaMemcpy(x.c, hk, S * 4, cudaMemcpyHostToDevice));
+	free(hk);
+	CU(cudaMalloc(&x.e, S * 4));
+	CU(cudaMalloc(&x.f, S * 4));
+	fill(d, x.a, S * H, 5, 1.0);
+	x.m = S;
+	x.h = H;
+	x.nb = 32;
+	ms = time_ms(d->stream, &t, 20, b_permute, &x);
+	double bytes = 2.0 * S * H * 2;
+	fprintf(out, "permute_GBps\t%.1f\t%.0f%%\t# bucket 32768 slots by expert + scatter 32768 rows of 7168 bf16 (%.2f ms)\n",
+		bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / copy, ms);
+	ms = time_ms(d->stream, &t, 20, b_scatter, &x);
+	fprintf(out, "scatter_GBps\t%.1f\t%.0f%%\t# the row scatter alone (%.2f ms)\n", bytes / (ms * 1e-3) / 1e9,
+		100 * bytes / (ms * 1e-3) / 1e9 / copy, ms);
+	/* combine: slots of token t at rows permuted by the bucket above */
+	x.n = T;
+	x.k = K;
+	fill(d, x.f, S * 2, 6, 1.0); /* weights: any finite values */
+	ms = time_ms(d->stream, &t, 20, b_combine, &x);
+	bytes = (double)(S + T) * H * 2;
+	fprintf(out, "combine_GBps\t%.1f\t%.0f%%\t# 4096 tokens x 8 slots x 7168: K rows read + 1 written (%.2f ms)\n",
+		bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / copy, ms);
+
+	/* router: 8192 tokens x 256 experts x 7168, sigmoid, 8 groups keep 4, top-8 */
+	struct moe_route_cfg rc = {7168, 256, 8, 8, 4, 1, 1, 2.5f, NULL};
+	x.rc = &rc;
+	x.m = 8192;
+	ms = time_ms(d->stream, &t, 20, b_route, &x); /* a, b: bf16 x and Wg, already random */
+	fprintf(out, "route_ms\t%.3f\t# 8192 tokens, 256 experts, H 7168: gate GEMM + top-k (deepseek-v3 router)\n", ms);
+
+	/* grouped experts vs one dense GEMM of the same FLOPs (ep = 8 shapes, balanced routing) */
+	struct shape {
+		const char *name;
+		int64_t ne, rows, h, f;
+	} shapes[] = {{"qwen3-30b-a3b", 16, 4096, 2048, 768}, {"deepseek-v3", 32, 2048, 7168, 2048}};
+	for (int si = 0; si < 2; si++) {
+		struct shape *sh = &shapes[si];
+		int64_t R = sh->ne * sh->rows;
+		moe_bf16 **w1 = (moe_bf16 **)malloc(sh->ne * sizeof(void *)), **w3 = (moe_bf16 **)malloc(sh->ne * sizeof(void *));
+		moe_bf16 **w2 = (moe_bf16 **)malloc(sh->ne * sizeof(void *));
+		int64_t *counts = (int64_t *)malloc(sh->ne * 8);
+		for (int64_t j = 0; j < sh->ne; j++) {
+			CU(cudaMalloc((void **)&w1[j], (size_t)(3 * sh->f * sh->h) * 2));
+			w3[j] = w1[j] + sh->f * sh->h;
+			w2[j] = w3[j] + sh->f * sh->h;
+			fill(d, w1[j], 3 * sh->f * sh->h, 10 + (uint32_t)j, 0.02);
+			counts[j] = sh->rows;
+		}
+		void *xin, *xo;
+		CU(cudaMalloc(&xin, (size_t)(R * sh->h) * 2));
+		CU(cudaMalloc(&xo, (size_t)(R * sh->h) * 2));
+		fill(d, xin, R * sh->h, 9, 1.0);
+		struct moe_ffn_cfg fc = {MOE_FFN_SWIGLU, sh->h, sh->f, sh->ne, 0, (const moe_bf16 *const *)w1,
+					 (const moe_bf16 *const *)w3, (const moe_bf16 *const *)w2};
+		struct bench y = x;
+		y.fc = &fc;
+		y.counts = counts;
+		y.a = xin;
+		y.b = xo;
+		double flops = 2.0 * R * sh->h * sh->f * 3;
+		const char *modes[] = {"grouped", "loop"};
+		for (int mi = 0; mi < 2; mi++) {
+			setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
+			ms = time_ms(d->stream, &t, 10, b_ffn, &y);
+			double tf = flops / (ms * 1e-3) / 1e12;
+			fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t# %lld experts x %lld rows, H %lld, F %lld: gate|up + act + down (%.2f ms)\n",
+				sh->name, modes[mi], tf, 100 * tf / dense, (long long)sh->ne, (long long)sh->rows,
+				(long long)sh->h, (long long)sh->f, ms);
+		}
+		unsetenv("MOEBENCH_EXPERT_GEMM");
+		for (int64_t j = 0; j < sh->ne; j++)
+			cudaFree(w1[j]);
+		cudaFree(xin);
+		cudaFree(xo);
+		free(w1);
+		free(w3);
+		free(w2);
+		free(counts);
+	}
+	fprintf(out, "# percentages: of copy_GBps for memory-bound kernels, of gemm_TFLOPs for the experts\n");
+	cudaFree(x.a);
+	cudaFree(x.b);
+	cudaFree(x.c);
+	cudaFree(x.e);
+	cudaFree(x.f);
+	cuda_fini(d);
 	return MOE_OK;
 }

@@ -13,4 +13,8 @@ int moe_cuda_device(struct moe_dev *dev);
 /* dst[i] += src[i] for n fp32 values, on the backend's stream. */
 int moe_cuda_accumulate_f32(struct moe_dev *dev, float *dst, const float *src, int64_t n);
 
+/* Rooflines (copy bandwidth, dense bf16 GEMM) and the backend's kernels against them, printed to out. */
+#include <stdio.h>
+int moe_cuda_calibrate(int gpu, FILE *out);
+
 #endif

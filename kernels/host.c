@@ -278,9 +278,10 @@ static int host_ffn(struct moe_dev *dev, const struct moe_ffn_cfg *c, const moe_
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)F, (int)H, 1.0f, xb, (int)H,
 					    w3, (int)H, 0.0f, v, (int)F);
 				for (int64_t i = 0; i < B * F; i++) {
-					float a = g[i];
-					/* the activation is stored as bf16 between the two GEMMs, as on the GPU */
-					g[i] = moe_bf16_to_f32(moe_f32_to_bf16(a / (1.0f + expf(-a)) * v[i]));
+					/* the projections and the activation are stored as bf16, as on the GPU */
+					float a = moe_bf16_to_f32(moe_f32_to_bf16(g[i]));
+					float b = moe_bf16_to_f32(moe_f32_to_bf16(v[i]));
+					g[i] = moe_bf16_to_f32(moe_f32_to_bf16(a / (1.0f + expf(-a)) * b));
 				}
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)H, (int)F, 1.0f, g, (int)F,
 					    w2, (int)F, 0.0f, o, (int)H);

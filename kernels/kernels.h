@@ -83,6 +83,11 @@ struct moe_backend_ops {
 	int (*widen)(struct moe_dev *dev, const moe_bf16 *d_src, int64_t n, float *d_dst);
 	/* Cache flush before a timed iteration. */
 	int (*flush_cache)(struct moe_dev *dev);
+	/* Optional (NULL: the caller generates on the host and uploads): the rows x cols block of a generated
+	 * tensor, element (r, c) = bf16((2 * unit(seed, tensor, layer, row0 + r, c) - 1) * scale), exactly
+	 * as the host generator makes it. */
+	int (*generate)(struct moe_dev *dev, uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row0, int64_t rows,
+			int64_t cols, double scale, moe_bf16 *d_dst);
 };
 
 #define MOE_BACKEND(name) extern const struct moe_backend_ops moe_backend_##name;

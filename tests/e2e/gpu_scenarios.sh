@@ -12,6 +12,7 @@ fi
 export NCCL_NVLS_ENABLE=0
 for f in "$SRC"/scenarios/*.ini; do
   n=$(basename "$f" .ini)
+  case $n in bench-*) continue ;; esac # benchmarks run in scripts/gpu-check.sh
   "$MOEBENCH" run "$f" --backend cuda --out "$OUT/$n" -q >"$OUT/$n.out" 2>&1
   rc=$?
   J=$(run_json "$OUT/$n")

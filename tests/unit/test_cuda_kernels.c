@@ -200,6 +200,28 @@ static void test_route(int64_t n, int64_t hdim, int64_t e, int64_t k, int groups
 	C->free(cd, dx); C->free(cd, dg); C->free(cd, di); C->free(cd, dwt);
 }
 
+/* Weights made on the GPU are the host generator's, bit for bit. */
+static void test_generate(void)
+{
+	if (!C->generate)
+		return;
+	int64_t rows = 37, cols = 1001;
+	double scale = 1.0 / sqrt(7168.0);
+	moe_bf16 *h = malloc((size_t)(rows * cols) * 2);
+	for (int64_t r = 0; r < rows; r++)
+		for (int64_t c = 0; c < cols; c++) {
+			double u = moe_rng_unit(42, MOE_T_W1, 3, (uint64_t)(1000 + r), (uint64_t)c);
+			h[r * cols + c] = moe_f32_to_bf16((float)((2.0 * u - 1.0) * scale));
+		}
+	void *d = C->alloc(cd, (size_t)(rows * cols) * 2);
+	C->generate(cd, 42, MOE_T_W1, 3, 1000, rows, cols, scale, d);
+	moe_bf16 *g = down(d, (size_t)(rows * cols) * 2);
+	EXPECT(!memcmp(h, g, (size_t)(rows * cols) * 2), "GPU-generated weights differ from the host generator");
+	free(h);
+	free(g);
+	C->free(cd, d);
+}
+
 int main(void)
 {
 	H = moe_backend_find("host");
@@ -213,6 +235,7 @@ int main(void)
 		return 77;
 	}
 	H->init(&hd, -1);
+	test_generate();
 	test_bucket_and_moves(1000, 16, 256);
 	test_bucket_and_moves(65536 + 17, 256, 7168);
 	test_bucket_and_moves(5, 8, 6);
