@@ -29,6 +29,8 @@ struct moe_dev {
 	void **hptrs; /* pinned staging */
 	char *flush;
 	size_t flush_bytes;
+	cudaStream_t side[4]; /* per-expert GEMMs run spread over these, joined back with events */
+	cudaEvent_t fork, join[4];
 };
 
 #define CU(call)                                                                                   \
@@ -78,6 +80,11 @@ static int cuda_init(struct moe_dev **out, int gpu)
 	CU(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
 	CB(cublasCreate(&d->blas));
 	CB(cublasSetStream(d->blas, d->stream));
+	for (int i = 0; i < 4; i++) {
+		CU(cudaStreamCreateWithFlags(&d->side[i], cudaStreamNonBlocking));
+		CU(cudaEventCreateWithFlags(&d->join[i], cudaEventDisableTiming));
+	}
+	CU(cudaEventCreateWithFlags(&d->fork, cudaEventDisableTiming));
 	*out = d;
 	return MOE_OK;
 }
@@ -94,6 +101,11 @@ static void cuda_fini(struct moe_dev *d)
 	cudaFreeHost(d->hcounts);
 	cudaFreeHost(d->hptrs);
 	cublasDestroy(d->blas);
+	for (int i = 0; i < 4; i++) {
+		cudaStreamDestroy(d->side[i]);
+		cudaEventDestroy(d->join[i]);
+	}
+	cudaEventDestroy(d->fork);
 	cudaStreamDestroy(d->stream);
 	free(d);
 }
@@ -609,10 +621,27 @@ static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int K
 	if (!loop)
 		return grouped(d, ng, rows, N, Kd, ldc, A, W, C);
 	const float one = 1.0f, zero = 0.0f;
-	for (int i = 0; i < ng; i++)
-		CB(cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows[i], Kd, &one, W[i], CUDA_R_16BF, Kd, A[i],
-				CUDA_R_16BF, Kd, &zero, C[i], CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-	return MOE_OK;
+	/* experts are independent: spread them over side streams so that small GEMMs fill the GPU together */
+	int ns = ng < 4 ? ng : 4;
+	CU(cudaEventRecord(d->fork, d->stream));
+	for (int i = 0; i < ns; i++)
+		CU(cudaStreamWaitEvent(d->side[i], d->fork, 0));
+	int rc = MOE_OK;
+	for (int i = 0; i < ng && rc == MOE_OK; i++) {
+		cublasSetStream(d->blas, d->side[i % ns]);
+		if (cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows[i], Kd, &one, W[i], CUDA_R_16BF, Kd, A[i],
+				 CUDA_R_16BF, Kd, &zero, C[i], CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F,
+				 CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+			rc = MOE_ERR_SYSTEM;
+	}
+	cublasSetStream(d->blas, d->stream);
+	for (int i = 0; i < ns; i++) {
+		CU(cudaEventRecord(d->join[i], d->side[i]));
+		CU(cudaStreamWaitEvent(d->stream, d->join[i], 0));
+	}
+	if (rc != MOE_OK)
+		fprintf(stderr, "moebench: cublasGemmEx (per-expert loop) failed\n");
+	return rc;
 }
 
 static int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
@@ -704,32 +733,56 @@ __global__ void combine_kernel(const moe_bf16 *rows, const int32_t *slot, const 
 	int64_t t = blockIdx.x;
 	if (t >= n)
 		return;
+	__shared__ int32_t ss[64];
+	__shared__ float sw[64];
+	for (int k = threadIdx.x; k < K && k < 64; k += blockDim.x) {
+		ss[k] = slot[t * K + k];
+		sw[k] = w[t * K + k];
+	}
+	__syncthreads();
 	for (int64_t c0 = (int64_t)threadIdx.x * 8; c0 < h; c0 += (int64_t)blockDim.x * 8) {
 		float acc[8];
 		int vec = c0 + 8 <= h && (h % 8) == 0;
 		for (int q = 0; q < 8; q++)
 			acc[q] = base && c0 + q < h ? base[t * h + c0 + q] : 0.0f;
-		for (int k = 0; k < K; k++) {
-			int32_t s = slot[t * K + k];
-			if (s < 0)
-				continue;
-			float wk = w[t * K + k];
-			const moe_bf16 *r = rows + (int64_t)s * h + c0;
-			moe_bf16 v[8];
-			if (vec)
-				*(uint4 *)v = *(const uint4 *)r;
-			else
+		if (vec && K <= 8) {
+			/* every slot's 16 bytes in flight at once, then the sums in slot order */
+			uint4 v[8];
+#pragma unroll
+			for (int k = 0; k < 8; k++)
+				if (k < K && ss[k] >= 0)
+					v[k] = __ldg((const uint4 *)(rows + (int64_t)ss[k] * h + c0));
+#pragma unroll
+			for (int k = 0; k < 8; k++) {
+				if (k >= K || ss[k] < 0)
+					continue;
+				const moe_bf16 *e = (const moe_bf16 *)&v[k];
+#pragma unroll
 				for (int q = 0; q < 8; q++)
-					v[q] = c0 + q < h ? r[q] : 0;
-			for (int q = 0; q < 8; q++)
-				acc[q] = scaled_before ? acc[q] + bf(v[q]) : fmaf(wk, bf(v[q]), acc[q]);
+					acc[q] = scaled_before ? acc[q] + bf(e[q]) : fmaf(sw[k], bf(e[q]), acc[q]);
+			}
+		} else {
+			for (int k = 0; k < K; k++) {
+				int32_t s = k < 64 ? ss[k] : slot[t * K + k];
+				float wk = k < 64 ? sw[k] : w[t * K + k];
+				if (s < 0)
+					continue;
+				const moe_bf16 *r = rows + (int64_t)s * h + c0;
+				for (int q = 0; q < 8 && c0 + q < h; q++)
+					acc[q] = scaled_before ? acc[q] + bf(r[q]) : fmaf(wk, bf(r[q]), acc[q]);
+			}
 		}
-		for (int q = 0; q < 8 && c0 + q < h; q++) {
-			if (out_f32)
+		if (out_f32) {
+			for (int q = 0; q < 8 && c0 + q < h; q++)
 				out_f32[t * h + c0 + q] = acc[q];
-			else
+		} else if (vec) {
+			moe_bf16 o[8];
+			for (int q = 0; q < 8; q++)
+				o[q] = tobf(acc[q]);
+			*(uint4 *)(out + t * h + c0) = *(uint4 *)o;
+		} else
+			for (int q = 0; q < 8 && c0 + q < h; q++)
 				out[t * h + c0 + q] = tobf(acc[q]);
-		}
 	}
 }
 
