@@ -63,6 +63,15 @@ static char *case_text(const struct moe_case *c, const struct moe_run_opts *o, i
 	int k = snprintf(s, n, "%s@name=%s\n@base_dir=%s\n", params, c->name, c->p.base_dir);
 	if (o->inject_rank == rank)
 		k += snprintf(s + k, n - (size_t)k, "@inject=%s:%s\n", o->inject_phase, o->inject_kind);
+	if (o->dump_dir) {
+		/* one folder per case: its name with '/' made safe */
+		char safe[MOE_NAME_MAX];
+		snprintf(safe, sizeof(safe), "%s", c->name);
+		for (char *q = safe; *q; q++)
+			if (*q == '/' || *q == ' ')
+				*q = '_';
+		k += snprintf(s + k, n - (size_t)k, "@dump=%s/%s\n", o->dump_dir, safe);
+	}
 	if (o->corrupt_rank == rank)
 		snprintf(s + k, n - (size_t)k, "@corrupt=%lld:%lld\n", o->corrupt_token, o->corrupt_col);
 	free(params);
@@ -149,7 +158,8 @@ static json_t *summary_json(const struct moe_summary *s)
 static const char *const timed_phases[] = {"route", "dispatch", "expert", "combine", "tp_merge", "fetch_wait", "total", "xfer",
 					   "fetch"};
 
-static void aggregate(json_t *cj, struct rank_proc *rp, int n)
+static void aggregate(json_t *cj, struct rank_proc *rp, int n, const struct moe_params *p, int ngpus,
+		      const struct moe_run_opts *o)
 {
 	json_t *phases = json_object(), *samples = json_object();
 	size_t iters = 0;
@@ -228,6 +238,22 @@ static void aggregate(json_t *cj, struct rank_proc *rp, int n)
 	json_object_set_new(cj, "bytes", json_pack("{s:I,s:I,s:f,s:f,s:f,s:f}", "logical", logical, "wire", wire,
 						    "comm_p50_us", comm_p50 == comm_p50 ? comm_p50 : 0.0, "algbw_GBps",
 						    alg, "busbw_GBps", bus, "xfer_busbw_GBps", xbw));
+	/* against the rooflines of `calibrate`, per GPU: ranks sharing a GPU run at the same time */
+	json_int_t slots = 0;
+	for (int r = 0; r < n; r++)
+		slots += json_integer_value(json_object_get(json_object_get(rp[r].result, "slots"), "computed"));
+	double expert_p50 = json_number_value(json_object_get(json_object_get(json_object_get(cj, "phases"), "expert"), "p50_us"));
+	int gpus = p->backend == MOE_BACKEND_CUDA ? MOE_MAX(1, MOE_MIN(n, ngpus)) : 0;
+	if (gpus && o->gemm_TFLOPs > 0 && p->expert == MOE_EXPERT_SWIGLU && expert_p50 > 0) {
+		double flops = (double)slots * 6.0 * (double)p->hidden * (double)p->ffn; /* three GEMMs a slot */
+		double tf = flops / gpus / expert_p50 * 1e-6;
+		json_object_set_new(cj, "roofline", json_pack("{s:f,s:f,s:f,s:f}", "expert_TFLOPs", tf, "expert_pct_of_gemm",
+							    100 * tf / o->gemm_TFLOPs, "comm_GBps_per_gpu",
+							    comm_p50 > 0 ? 2.0 * (double)logical / gpus / comm_p50 * 1e-3 : 0.0,
+							    "comm_pct_of_copy",
+							    comm_p50 > 0 ? 100 * 2.0 * (double)logical / gpus / comm_p50 * 1e-3 / o->copy_GBps
+									 : 0.0));
+	}
 }
 
 int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struct moe_plan *plan,
@@ -537,7 +563,7 @@ done:
 			}
 		}
 		json_object_set_new(cj, "digests", dig);
-		aggregate(cj, rp, n);
+		aggregate(cj, rp, n, p, plan->ngpus, o);
 		if (mismatch) {
 			outcome = MOE_EXIT_FAIL;
 			json_object_set_new(cj, "verdict", json_string("mismatch"));

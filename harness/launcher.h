@@ -22,6 +22,8 @@ struct moe_run_opts {
 	int json_stdout;
 	int quiet;
 	int ranks; /* topo: ranks to plan for (0 = default) */
+	const char *dump_dir; /* --dump: tensors as .npy */
+	double copy_GBps, gemm_TFLOPs; /* rooflines from `calibrate` (0: unknown) */
 };
 
 extern volatile sig_atomic_t moe_interrupted;

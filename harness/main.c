@@ -69,6 +69,8 @@ static void usage(FILE *f)
 		"  --out DIR           results folder (default results/); each run writes DIR/RUN-ID/\n"
 		"  --bind MODE         auto, none, core, numa or gpu (default auto: gpu with GPUs, else core)\n"
 		"  --format F          text (default) or json (run.json also on stdout)\n"
+		"  --dump DIR          write each case's inputs, routing, outputs and weights as .npy files\n"
+		"                      (DIR/CASE/rankR_layerL_{x,y,idx,w,wg,expertE_w1,...}.npy; bf16 as float32)\n"
 		"  -q, --quiet         no table on stdout\n"
 		"  -v, --verbose       more messages on stderr (repeatable)\n"
 		"test aids (documented so that tests can plant faults; not for measurements):\n"
@@ -83,7 +85,7 @@ static void usage(FILE *f)
 
 enum {
 	OPT_SET = 256, OPT_ONLY, OPT_BACKEND, OPT_TRANSPORT, OPT_ITERS, OPT_WARMUP, OPT_TIMEOUT, OPT_CHECK, OPT_OUT,
-	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP, OPT_RANKS,
+	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP, OPT_RANKS, OPT_DUMP,
 };
 
 static const struct option long_opts[] = {
@@ -102,6 +104,7 @@ static const struct option long_opts[] = {
 	{"inject-corrupt", required_argument, NULL, OPT_CORRUPT},
 	{"topo-xml", required_argument, NULL, OPT_TOPO_XML},
 	{"ranks", required_argument, NULL, OPT_RANKS},
+	{"dump", required_argument, NULL, OPT_DUMP},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -184,6 +187,7 @@ static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
 			}
 			break;
 		case OPT_TOPO_XML: o->topo_xml = optarg; break;
+		case OPT_DUMP: o->dump_dir = optarg; break;
 		case OPT_RANKS: {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -313,6 +317,8 @@ static int cmd_topo(int argc, char **argv)
 	return 0;
 }
 
+static int mkdir_p(const char *path);
+
 static int cmd_calibrate(int argc, char **argv)
 {
 	struct moe_run_opts o;
@@ -321,10 +327,22 @@ static int cmd_calibrate(int argc, char **argv)
 	for (int i = 0; i < o.nsets; i++)
 		if (!strcmp(o.sets[i], "backend=cuda")) {
 #ifdef MOE_HAVE_CUDA_BACKEND
-			int rc = moe_cuda_calibrate(0, stdout);
+			double copy = 0, gemm = 0;
+			int rc = moe_cuda_calibrate(0, stdout, &copy, &gemm);
 			if (rc == MOE_ERR_UNSUPPORTED)
 				fprintf(stderr, "moebench: calibrate: no usable GPU\n");
-			return rc == MOE_OK ? 0 : rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_FAIL;
+			if (rc != MOE_OK)
+				return rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_FAIL;
+			/* run reads this to put every case's phases against the rooflines */
+			char path[4096], text[256];
+			snprintf(path, sizeof(path), "%s/calibration.json", o.out_dir);
+			int n = snprintf(text, sizeof(text), "{\"copy_GBps\": %.3f, \"gemm_TFLOPs\": %.3f}\n", copy, gemm);
+			if (mkdir_p(o.out_dir) || moe_write_atomic(path, text, (size_t)n)) {
+				fprintf(stderr, "moebench: calibrate: cannot write %s: %s\n", path, strerror(errno));
+				return MOE_EXIT_FAIL;
+			}
+			printf("# saved to %s: moebench run reads it from the same --out folder\n", path);
+			return 0;
 #else
 			fprintf(stderr, "moebench: calibrate: the CUDA backend is not built in\n");
 			return MOE_EXIT_SKIP;
@@ -443,12 +461,27 @@ static int cmd_run(int argc, char **argv)
 	strftime(run_id, sizeof(run_id), "%Y%m%d-%H%M%S", localtime(&now));
 	snprintf(run_id + strlen(run_id), sizeof(run_id) - strlen(run_id), "-%d", (int)getpid());
 	snprintf(dir, sizeof(dir), "%s/%s", o.out_dir, run_id);
+	if (o.dump_dir && mkdir_p(o.dump_dir)) {
+		fprintf(stderr, "moebench: cannot create --dump folder %s: %s\n", o.dump_dir, strerror(errno));
+		hwloc_topology_destroy(topo);
+		return MOE_EXIT_USAGE;
+	}
 	if (mkdir_p(dir)) {
 		fprintf(stderr, "moebench: cannot create results folder %s: %s\n", dir, strerror(errno));
 		hwloc_topology_destroy(topo);
 		return MOE_EXIT_USAGE;
 	}
 	json_t *run = json_object(), *env = env_json(argc, argv), *jcases = json_array();
+	{
+		char cpath[4096];
+		snprintf(cpath, sizeof(cpath), "%s/calibration.json", o.out_dir);
+		json_t *cal = json_load_file(cpath, 0, NULL);
+		if (cal) {
+			o.copy_GBps = json_number_value(json_object_get(cal, "copy_GBps"));
+			o.gemm_TFLOPs = json_number_value(json_object_get(cal, "gemm_TFLOPs"));
+			json_object_set_new(env, "calibration", cal);
+		}
+	}
 	json_object_set_new(run, "schema", json_string(MOE_SCHEMA));
 	json_object_set_new(run, "run_id", json_string(run_id));
 	json_object_set(run, "env", env);

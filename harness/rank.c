@@ -34,6 +34,7 @@ struct rank_run {
 	int inject_phase;
 	enum inject_kind inject;
 	int64_t corrupt_token, corrupt_col;
+	char dump[MOE_PATH_MAX];
 	struct moe_counters ctr;
 	long long ctr_phase[MOE_PH_COUNT][MOE_MAX_EVENTS];
 	/* per timed iteration, per phase */
@@ -73,6 +74,19 @@ static void inject_fault(enum inject_kind k)
 
 int moe_phase(struct moe_ctx *ctx, int ph)
 {
+	if (ctx->be && ctx->be->mark && ctx->nmarks >= 0) {
+		/* device timestamps: no sync on the hot path; durations are read at the end of the iteration */
+		if (ctx->nmarks < MOE_MAX_MARKS) {
+			MOE_CHECK(ctx->be->mark(ctx->dev, ctx->nmarks));
+			ctx->mark_phase[ctx->nmarks++] = ph;
+		}
+		ctx->cur_phase = ph;
+		if (ph >= 0 && ctx->status)
+			atomic_store(&ctx->status->phase[ctx->rank], ph);
+		if (ph >= 0 && the_run && the_run->inject != INJ_NONE && the_run->inject_phase == ph)
+			inject_fault(the_run->inject);
+		return MOE_OK;
+	}
 	if (ctx->be)
 		MOE_CHECK(ctx->be->sync(ctx->dev));
 	double now = moe_now_us();
@@ -128,7 +142,9 @@ static int parse_case(struct rank_run *r, char *text)
 							r->inject_phase = i;
 					r->inject = !strcmp(kind, "crash") ? INJ_CRASH : !strcmp(kind, "hang") ? INJ_HANG : INJ_EXIT;
 				}
-			} else if (!strcmp(k, "corrupt"))
+			} else if (!strcmp(k, "dump"))
+				snprintf(r->dump, sizeof(r->dump), "%s", v);
+			else if (!strcmp(k, "corrupt"))
 				sscanf(v, "%lld:%lld", (long long *)&r->corrupt_token, (long long *)&r->corrupt_col);
 			continue;
 		}
@@ -202,6 +218,10 @@ static int run_iteration(struct rank_run *r)
 	if (p->l2_flush)
 		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
 	double t0 = moe_now_us();
+	int marks = ctx->be->mark != NULL;
+	ctx->nmarks = marks ? 0 : -1;
+	if (marks) /* mark 0: the iteration starts */
+		MOE_CHECK(moe_phase(ctx, -1));
 	for (int l = 0; l < p->layers; l++) {
 		MOE_CHECK(moe_phase(ctx, MOE_PH_route));
 		if (r->xs[l] != r->X[l])
@@ -231,8 +251,18 @@ static int run_iteration(struct rank_run *r)
 		if (l + 1 < p->layers) /* residual on the group's full rows: x_{l+1} = x_l + y_l */
 			MOE_CHECK(ctx->be->add(ctx->dev, r->X[l], r->Y[l], r->T * H, r->X[l + 1]));
 	}
+	if (marks)
+		MOE_CHECK(moe_phase(ctx, -1));
 	MOE_CHECK(ctx->be->sync(ctx->dev));
 	ctx->phase_us[MOE_PH_done] = moe_now_us() - t0; /* 'done' slot carries the iteration total */
+	if (marks) {
+		/* each segment between marks belongs to the phase its first mark opened */
+		for (int i = 0; i + 1 < ctx->nmarks; i++)
+			if (ctx->mark_phase[i] >= 0)
+				ctx->phase_us[ctx->mark_phase[i]] += ctx->be->elapsed_us(ctx->dev, i, i + 1);
+		ctx->phase_us[MOE_PH_done] = ctx->be->elapsed_us(ctx->dev, 0, ctx->nmarks - 1);
+		ctx->nmarks = -1;
+	}
 	return MOE_OK;
 }
 
@@ -566,6 +596,11 @@ int moe_rank_main(void)
 		json_object_set_new(res, "verdict", json_string("mismatch"));
 		json_object_set_new(res, "first_bad", json_pack("{s:i,s:i,s:i,s:i,s:s}", "rank", ctx->rank, "layer", -1,
 							      "token", -1, "column", -1, "what", why));
+	}
+	if (r->dump[0]) {
+		char derr[512];
+		if (moe_dump_case(ctx, r->dump, r->T, r->n, r->X, r->Y, r->idx, r->w, derr, sizeof(derr)))
+			return send_error(r->boot_fd, "%s", derr), MOE_EXIT_USAGE;
 	}
 	moe_phase(ctx, MOE_PH_report);
 	/* every timed iteration computes the same thing: the first and last outputs must be bit-identical */

@@ -192,6 +192,13 @@ void moe_results_row(FILE *f, json_t *c)
 	fprintf(f, "%-44s %5d %9lld %9.1f %9.1f %9.1f %9.1f %10.1f %10.1f %s  %s", name, ranks, (long long)total_tokens(c),
 		ph(c, "route", "p50_us"), ph(c, "dispatch", "p50_us"), ph(c, "expert", "p50_us"), ph(c, "combine", "p50_us"),
 		ph(c, "total", "p50_us"), ph(c, "total", "p99_us"), bw, v);
+	json_t *rf = json_object_get(c, "roofline");
+	if (rf)
+		fprintf(f, " (experts %.0f TFLOP/s = %.0f%% of dense GEMM; dispatch+combine %.0f GB/s = %.0f%% of copy)",
+			json_number_value(json_object_get(rf, "expert_TFLOPs")),
+			json_number_value(json_object_get(rf, "expert_pct_of_gemm")),
+			json_number_value(json_object_get(rf, "comm_GBps_per_gpu")),
+			json_number_value(json_object_get(rf, "comm_pct_of_copy")));
 	json_t *dw = json_object_get(c, "dwdp");
 	if (dw)
 		fprintf(f, " (dwdp: fetch %.2f GB/s, %.0f%% hidden)", json_number_value(json_object_get(dw, "fetch_GBps")),

@@ -41,9 +41,11 @@ struct moe_ctx {
 	int64_t max_rows;     /* the most rows any rank dispatches in one layer */
 	int64_t sum_rows;     /* rows dispatched by all ranks together in one layer */
 	struct moe_layer_weights *lw; /* layers entries */
-	/* timing of the current iteration */
+	/* timing of the current iteration: host clock after a sync, or device timestamps (marks) */
 	int cur_phase;
 	double phase_t0;
+	int nmarks;
+	int mark_phase[MOE_MAX_MARKS]; /* the phase that starts at each mark (-1: none) */
 	double phase_us[MOE_PH_COUNT];
 	struct moe_bytes bytes;
 	double xfer_us;       /* time inside transport data calls this iteration (a part of the phases) */
@@ -64,6 +66,10 @@ int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weig
 int moe_weights_default(struct moe_ctx *ctx);
 int moe_weights_upload(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
 		       int64_t cols, void *d_dst);
+
+/* --dump: every layer's x, y (T rows), routing (n rows) and weights of this rank into dir as .npy. */
+int moe_dump_case(struct moe_ctx *ctx, const char *dir, int64_t T, int64_t n, moe_bf16 *const *X, moe_bf16 *const *Y,
+		  int32_t *const *idx, float *const *w, char *err, size_t errlen);
 
 /* Workspaces, allocated once per case between canaries: sym = 1 from the transport's symmetric heap
  * (each costs MOE_WS_SYM_OVERHEAD bytes of it beyond its size), else from the backend. */

@@ -30,6 +30,7 @@ struct moe_dev {
 	char *flush;
 	size_t flush_bytes;
 	cudaStream_t side[4]; /* per-expert GEMMs run spread over these, joined back with events */
+	cudaEvent_t marks[MOE_MAX_MARKS];
 	cudaEvent_t fork, join[4];
 };
 
@@ -85,6 +86,8 @@ static int cuda_init(struct moe_dev **out, int gpu)
 		CU(cudaEventCreateWithFlags(&d->join[i], cudaEventDisableTiming));
 	}
 	CU(cudaEventCreateWithFlags(&d->fork, cudaEventDisableTiming));
+	for (int i = 0; i < MOE_MAX_MARKS; i++)
+		CU(cudaEventCreate(&d->marks[i]));
 	*out = d;
 	return MOE_OK;
 }
@@ -106,6 +109,8 @@ static void cuda_fini(struct moe_dev *d)
 		cudaEventDestroy(d->join[i]);
 	}
 	cudaEventDestroy(d->fork);
+	for (int i = 0; i < MOE_MAX_MARKS; i++)
+		cudaEventDestroy(d->marks[i]);
 	cudaStreamDestroy(d->stream);
 	free(d);
 }
@@ -874,6 +879,20 @@ static int cuda_generate(struct moe_dev *d, uint64_t seed, uint32_t tensor, uint
 	return MOE_OK;
 }
 
+static int cuda_mark(struct moe_dev *d, int slot)
+{
+	CU(cudaEventRecord(d->marks[slot], d->stream));
+	return MOE_OK;
+}
+
+static double cuda_elapsed_us(struct moe_dev *d, int from, int to)
+{
+	float ms = 0;
+	if (cudaEventElapsedTime(&ms, d->marks[from], d->marks[to]) != cudaSuccess)
+		return -1;
+	return ms * 1e3;
+}
+
 extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	MOE_BACKEND_ABI,
 	"cuda",
@@ -898,6 +917,8 @@ extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	cuda_widen,
 	cuda_flush,
 	cuda_generate,
+	cuda_mark,
+	cuda_elapsed_us,
 };
 
 /* ---- for the CUDA transports ---- */
@@ -1013,7 +1034,7 @@ static void fill(struct moe_dev *d, void *p, int64_t elems, uint32_t tensor, dou
 	cuda_generate(d, 7, tensor, 0, 0, 1, elems, scale, (moe_bf16 *)p);
 }
 
-extern "C" int moe_cuda_calibrate(int gpu, FILE *out)
+extern "C" int moe_cuda_calibrate(int gpu, FILE *out, double *copy_out, double *gemm_out)
 {
 	struct moe_dev *d;
 	if (cuda_init(&d, gpu) != MOE_OK)
@@ -1131,6 +1152,8 @@ extern "C" int moe_cuda_calibrate(int gpu, FILE *out)
 		free(counts);
 	}
 	fprintf(out, "# percentages: of copy_GBps for memory-bound kernels, of gemm_TFLOPs for the experts\n");
+	*copy_out = copy;
+	*gemm_out = dense;
 	cudaFree(x.a);
 	cudaFree(x.b);
 	cudaFree(x.c);

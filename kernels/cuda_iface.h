@@ -15,6 +15,6 @@ int moe_cuda_accumulate_f32(struct moe_dev *dev, float *dst, const float *src, i
 
 /* Rooflines (copy bandwidth, dense bf16 GEMM) and the backend's kernels against them, printed to out. */
 #include <stdio.h>
-int moe_cuda_calibrate(int gpu, FILE *out);
+int moe_cuda_calibrate(int gpu, FILE *out, double *copy_GBps, double *gemm_TFLOPs);
 
 #endif

@@ -9,6 +9,7 @@
 #include "../harness/moe.h"
 
 #define MOE_BACKEND_ABI 1
+#define MOE_MAX_MARKS 1024
 
 struct moe_dev; /* opaque per-process backend state */
 
@@ -88,6 +89,10 @@ struct moe_backend_ops {
 	 * as the host generator makes it. */
 	int (*generate)(struct moe_dev *dev, uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row0, int64_t rows,
 			int64_t cols, double scale, moe_bf16 *d_dst);
+	/* Optional device timers (NULL: the caller synchronises and reads the host clock): record timestamp
+	 * `slot` (0 .. MOE_MAX_MARKS-1) on the stream; after a sync, the microseconds between two of them. */
+	int (*mark)(struct moe_dev *dev, int slot);
+	double (*elapsed_us)(struct moe_dev *dev, int from, int to);
 };
 
 #define MOE_BACKEND(name) extern const struct moe_backend_ops moe_backend_##name;
