@@ -77,6 +77,8 @@ static void *helper(void *arg)
 			for (int m = 0; m < 3 && rc == MOE_OK; m++)
 				rc = ctx->xp->read_peer(ctx->comm, s->fx[i].peer, dst + ((size_t)i * 3 + (size_t)m) * s->mat,
 							wptr(s, l, s->fx[i].peer_local, m), s->mat);
+		if (rc == MOE_OK) /* every copy of the layer in flight together, then one wait */
+			rc = ctx->xp->read_fence(ctx->comm);
 		double us = moe_now_us() - t0;
 		pthread_mutex_lock(&s->mu);
 		s->qh = (s->qh + 1) % 4;

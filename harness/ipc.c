@@ -52,11 +52,17 @@ static int ipc_read(struct moe_comm *c, void *dst, const void *src, size_t n)
 	struct ipc_impl *im = c->impl;
 	CU(cudaSetDevice(im->gpu)); /* the calling thread may be new to CUDA */
 	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, im->read_stream));
+	return MOE_OK;
+}
+
+static int ipc_fence(struct moe_comm *c)
+{
+	struct ipc_impl *im = c->impl;
 	CU(cudaStreamSynchronize(im->read_stream));
 	return MOE_OK;
 }
 
-static const struct moe_shm_data ipc_data = {ipc_copy, ipc_accumulate, ipc_settle, ipc_read};
+static const struct moe_shm_data ipc_data = {ipc_copy, ipc_accumulate, ipc_settle, ipc_read, ipc_fence};
 
 static int ipc_init(struct moe_comm **out, const struct moe_comm_info *info)
 {
@@ -139,4 +145,5 @@ const struct moe_transport_ops moe_transport_ipc = {
 	.bcast = moe_shmc_bcast,
 	.reduce_scatterv_f32 = moe_shmc_reduce_scatterv_f32,
 	.read_peer = moe_shmc_read_peer,
+	.read_fence = moe_shmc_read_fence,
 };

@@ -60,7 +60,7 @@ static int nccl_settle(struct moe_comm *c)
 	return MOE_OK;
 }
 
-static const struct moe_shm_data nccl_data = {nccl_copy, nccl_accumulate, nccl_settle, nccl_copy};
+static const struct moe_shm_data nccl_data = {nccl_copy, nccl_accumulate, nccl_settle, nccl_copy, nccl_settle};
 
 static int nccl_init(struct moe_comm **out, const struct moe_comm_info *info)
 {
@@ -223,4 +223,5 @@ const struct moe_transport_ops moe_transport_nccl = {
 	.bcast = nccl_bcast,
 	.reduce_scatterv_f32 = nccl_reduce_scatterv_f32,
 	.read_peer = nccl_read_peer,
+	.read_fence = moe_shmc_read_fence,
 };

@@ -194,7 +194,7 @@ void moe_results_row(FILE *f, json_t *c)
 		ph(c, "total", "p50_us"), ph(c, "total", "p99_us"), bw, v);
 	json_t *rf = json_object_get(c, "roofline");
 	if (rf)
-		fprintf(f, " (experts %.0f TFLOP/s = %.0f%% of dense GEMM; dispatch+combine %.0f GB/s = %.0f%% of copy)",
+		fprintf(f, " (experts %.3g TFLOP/s = %.2g%% of dense GEMM; dispatch+combine %.3g GB/s = %.2g%% of copy)",
 			json_number_value(json_object_get(rf, "expert_TFLOPs")),
 			json_number_value(json_object_get(rf, "expert_pct_of_gemm")),
 			json_number_value(json_object_get(rf, "comm_GBps_per_gpu")),

@@ -82,7 +82,7 @@ static int host_settle(struct moe_comm *c)
 	return MOE_OK;
 }
 
-static const struct moe_shm_data host_data = {host_copy, host_accumulate, host_settle, host_copy};
+static const struct moe_shm_data host_data = {host_copy, host_accumulate, host_settle, host_copy, host_settle};
 
 static int shm_init(struct moe_comm **out, const struct moe_comm_info *info)
 {
@@ -282,6 +282,11 @@ int moe_shmc_read_peer(struct moe_comm *c, int peer, void *dst, const void *mine
 	return c->data->read(c, dst, peer_ptr(c, peer, mine), bytes);
 }
 
+int moe_shmc_read_fence(struct moe_comm *c)
+{
+	return c->data->fence(c);
+}
+
 const struct moe_transport_ops moe_transport_shm = {
 	.abi = MOE_TRANSPORT_ABI,
 	.name = "shm",
@@ -295,4 +300,5 @@ const struct moe_transport_ops moe_transport_shm = {
 	.bcast = moe_shmc_bcast,
 	.reduce_scatterv_f32 = moe_shmc_reduce_scatterv_f32,
 	.read_peer = moe_shmc_read_peer,
+	.read_fence = moe_shmc_read_fence,
 };

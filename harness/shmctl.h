@@ -16,8 +16,9 @@ struct moe_shm_data {
 	int (*accumulate)(struct moe_comm *c, float *dst, const float *src, size_t n);
 	/* complete this rank's outstanding device work and copies (before a barrier publishes them) */
 	int (*settle)(struct moe_comm *c);
-	/* one-sided read from a helper thread */
+	/* one-sided read from a helper thread, complete at the next fence */
 	int (*read)(struct moe_comm *c, void *dst, const void *src, size_t n);
+	int (*fence)(struct moe_comm *c);
 };
 
 struct shm_ctl;
@@ -47,5 +48,6 @@ int moe_shmc_bcast(struct moe_comm *c, enum moe_group g, void *buf, size_t bytes
 int moe_shmc_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const float *sendbuf, const size_t *counts,
 				 const size_t *displs, float *recvbuf);
 int moe_shmc_read_peer(struct moe_comm *c, int peer, void *dst, const void *mine, size_t bytes);
+int moe_shmc_read_fence(struct moe_comm *c);
 
 #endif

@@ -49,8 +49,11 @@ struct moe_transport_ops {
 	int (*reduce_scatterv_f32)(struct moe_comm *c, enum moe_group g, const float *sendbuf, const size_t *counts,
 				   const size_t *displs, float *recvbuf);
 	/* One-sided read of bytes from peer's copy of the symmetric buffer `mine` (at the same offset) into
-	 * dst. Safe from a helper thread while the main thread uses the other calls. */
+	 * dst. Safe from a helper thread while the main thread uses the other calls. May complete only at
+	 * the next read_fence. */
 	int (*read_peer)(struct moe_comm *c, int peer, void *dst, const void *mine, size_t bytes);
+	/* Wait until every read_peer issued so far has landed. */
+	int (*read_fence)(struct moe_comm *c);
 };
 
 #define MOE_TRANSPORT(name) extern const struct moe_transport_ops moe_transport_##name;
