@@ -89,10 +89,10 @@ static int a2a_xchg(struct moe_ctx *ctx, struct a2a_state *s, const void *send, 
 			if (i != ctx->rank)
 				ctx->bytes.wire += (int64_t)s->sb[i];
 		}
-	double t0 = moe_now_us();
-	int rc = ctx->xp->alltoallv(ctx->comm, MOE_GROUP_WORLD, send, s->sb, s->sd, recv, s->rb, s->rd);
-	ctx->xfer_us += moe_now_us() - t0;
-	return rc;
+	double t0;
+	MOE_CHECK(moe_xfer_begin(ctx, &t0));
+	MOE_CHECK(ctx->xp->alltoallv(ctx->comm, MOE_GROUP_WORLD, send, s->sb, s->sd, recv, s->rb, s->rd));
+	return moe_xfer_end(ctx, t0);
 }
 
 static int a2a_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t n, const int32_t *idx,

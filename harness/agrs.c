@@ -72,10 +72,10 @@ static int gather(struct moe_ctx *ctx, struct agrs_state *s, const void *send, v
 	int64_t mine = (int64_t)s->cnt[ctx->rank];
 	ctx->bytes.logical += mine * R;
 	ctx->bytes.wire += mine * (R - 1);
-	double t0 = moe_now_us();
-	int rc = ctx->xp->allgatherv(ctx->comm, MOE_GROUP_WORLD, send, s->cnt[ctx->rank], recv, s->cnt, s->dis);
-	ctx->xfer_us += moe_now_us() - t0;
-	return rc;
+	double t0;
+	MOE_CHECK(moe_xfer_begin(ctx, &t0));
+	MOE_CHECK(ctx->xp->allgatherv(ctx->comm, MOE_GROUP_WORLD, send, s->cnt[ctx->rank], recv, s->cnt, s->dis));
+	return moe_xfer_end(ctx, t0);
 }
 
 static int agrs_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t n, const int32_t *idx,
@@ -133,9 +133,10 @@ static int agrs_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t
 	int64_t all = sr * H * 4;
 	ctx->bytes.logical += all;
 	ctx->bytes.wire += all - (int64_t)s->cnt[ctx->rank] * 4;
-	double t0 = moe_now_us();
+	double t0;
+	MOE_CHECK(moe_xfer_begin(ctx, &t0));
 	MOE_CHECK(ctx->xp->reduce_scatterv_f32(ctx->comm, MOE_GROUP_WORLD, s->partial, s->cnt, s->dis, s->sum));
-	ctx->xfer_us += moe_now_us() - t0;
+	MOE_CHECK(moe_xfer_end(ctx, t0));
 	return be->finish(dv, s->sum, base, n * H, y);
 }
 

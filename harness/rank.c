@@ -111,6 +111,20 @@ int moe_phase(struct moe_ctx *ctx, int ph)
 	return MOE_OK;
 }
 
+int moe_xfer_begin(struct moe_ctx *ctx, double *t0)
+{
+	MOE_CHECK(ctx->be->sync(ctx->dev));
+	*t0 = moe_now_us();
+	return MOE_OK;
+}
+
+int moe_xfer_end(struct moe_ctx *ctx, double t0)
+{
+	MOE_CHECK(ctx->be->sync(ctx->dev));
+	ctx->xfer_us += moe_now_us() - t0;
+	return MOE_OK;
+}
+
 static void phase_end(struct moe_ctx *ctx)
 {
 	moe_phase(ctx, -1);

@@ -84,6 +84,10 @@ void moe_ws_release(struct moe_ctx *ctx);
 
 /* Enter a phase: closes the running one (its time is accumulated) and publishes the phase. */
 int moe_phase(struct moe_ctx *ctx, int ph);
+/* Bracket a transport data call to time it (ctx->xfer_us): the device is synchronised on both sides,
+ * because transports such as NCCL only enqueue work when called. */
+int moe_xfer_begin(struct moe_ctx *ctx, double *t0);
+int moe_xfer_end(struct moe_ctx *ctx, double t0);
 
 struct moe_strategy_ops {
 	int abi;
