@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.bash"
 for f in "$SRC"/scenarios/*.ini; do
   n=$(basename "$f" .ini)
-  case $n in bench-gpu) continue ;; esac # real model shapes: GPU only (gpu_scenarios.sh)
+  case $n in bench-gpu | bench-multigpu) continue ;; esac # real model shapes: GPU only (scripts/gpu-check.sh)
   "$MOEBENCH" run "$f" --out "$OUT/$n" -q >"$OUT/$n.out" 2>&1
   rc=$?
   J=$(run_json "$OUT/$n")
