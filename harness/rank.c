@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include "boot.h"
+#ifdef MOE_HAVE_CUDA_BACKEND
+#include "cuda_iface.h"
+#endif
 #include "counters.h"
 #include "moe.h"
 #include "oracle.h"
@@ -665,6 +668,10 @@ int moe_rank_main(void)
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	json_object_set_new(res, "peak_rss_kib", json_integer(ru.ru_maxrss));
+#ifdef MOE_HAVE_CUDA_BACKEND
+	if (!strcmp(ctx->be->name, "cuda"))
+		json_object_set_new(res, "peak_device_bytes", json_integer((json_int_t)moe_cuda_peak_bytes(ctx->dev)));
+#endif
 	char *out = json_dumps(res, JSON_COMPACT);
 	json_decref(res);
 	if (!out || moe_msg_send(r->boot_fd, MOE_MSG_RESULT, out, strlen(out)))

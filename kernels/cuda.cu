@@ -88,6 +88,9 @@ static int cuda_init(struct moe_dev **out, int gpu)
 	CU(cudaEventCreateWithFlags(&d->fork, cudaEventDisableTiming));
 	for (int i = 0; i < MOE_MAX_MARKS; i++)
 		CU(cudaEventCreate(&d->marks[i]));
+	size_t fr = 0, tot = 0;
+	CU(cudaMemGetInfo(&fr, &tot));
+	d->base_used = d->peak_used = tot - fr;
 	*out = d;
 	return MOE_OK;
 }
@@ -118,9 +121,9 @@ static void cuda_fini(struct moe_dev *d)
 static void *cuda_alloc(struct moe_dev *d, size_t bytes)
 {
 	void *p = NULL;
-	(void)d;
 	if (cudaMalloc(&p, bytes ? bytes : 256) != cudaSuccess)
 		return NULL;
+	note_usage(d);
 	return p;
 }
 
@@ -932,6 +935,12 @@ __global__ void accumulate_kernel(float *dst, const float *src, int64_t n)
 extern "C" void *moe_cuda_stream(struct moe_dev *d)
 {
 	return (void *)d->stream;
+}
+
+extern "C" size_t moe_cuda_peak_bytes(struct moe_dev *d)
+{
+	note_usage(d);
+	return d->peak_used - d->base_used;
 }
 
 extern "C" int moe_cuda_device(struct moe_dev *d)
