@@ -32,7 +32,15 @@ struct moe_dev {
 	cudaStream_t side[4]; /* per-expert GEMMs run spread over these, joined back with events */
 	cudaEvent_t marks[MOE_MAX_MARKS];
 	cudaEvent_t fork, join[4];
+	size_t base_used, peak_used; /* device memory in use at init, and the most seen since */
 };
+
+static void note_usage(struct moe_dev *d)
+{
+	size_t fr = 0, tot = 0;
+	if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && tot - fr > d->peak_used)
+		d->peak_used = tot - fr;
+}
 
 #define CU(call)                                                                                   \
 	do {                                                                                       \
