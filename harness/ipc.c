@@ -11,12 +11,40 @@
 #include "shmctl.h"
 
 struct ipc_impl {
-	int gpu;
-	cudaStream_t stream;      /* the backend's */
-	cudaStream_t read_stream; /* one-sided reads from the dwdp helper thread */
-	struct moe_dev *dev;
+	struct moe_cuda_link link; /* first: moe_shmc_cuda_open fills it */
+	cudaStream_t read_stream;  /* one-sided reads from the dwdp helper thread */
 	char *heap;
 };
+
+/* Shared with the nccl transport: both run on the control plane with a CUDA backend. */
+int moe_shmc_cuda_open(struct moe_comm **out, const struct moe_comm_info *info, const char *who, size_t impl_bytes,
+		       const struct moe_shm_data *data)
+{
+	*out = NULL;
+	if (strcmp(info->be->name, "cuda")) {
+		moe_err("%s transport needs the cuda backend, not %s", who, info->be->name);
+		return MOE_ERR_UNSUPPORTED;
+	}
+	struct moe_comm *c = calloc(1, sizeof(*c));
+	struct moe_cuda_link *l = calloc(1, impl_bytes);
+	if (!c || !l) {
+		free(c);
+		free(l);
+		return MOE_ERR_NOMEM;
+	}
+	*out = c;
+	c->impl = l;
+	c->data = data;
+	MOE_CHECK(moe_shmc_setup(c, info));
+	l->dev = info->dev;
+	l->gpu = moe_cuda_device(info->dev);
+	l->stream = moe_cuda_stream(info->dev);
+	if (cudaSetDevice(l->gpu) != cudaSuccess) {
+		moe_err("%s transport: cudaSetDevice(%d) failed", who, l->gpu);
+		return MOE_ERR_SYSTEM;
+	}
+	return MOE_OK;
+}
 
 #define CU(call)                                                                                        \
 	do {                                                                                            \
@@ -30,27 +58,27 @@ struct ipc_impl {
 static int ipc_copy(struct moe_comm *c, void *dst, const void *src, size_t n)
 {
 	struct ipc_impl *im = c->impl;
-	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, im->stream));
+	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, (cudaStream_t)im->link.stream));
 	return MOE_OK;
 }
 
 static int ipc_accumulate(struct moe_comm *c, float *dst, const float *src, size_t n)
 {
 	struct ipc_impl *im = c->impl;
-	return moe_cuda_accumulate_f32(im->dev, dst, src, (int64_t)n);
+	return moe_cuda_accumulate_f32(im->link.dev, dst, src, (int64_t)n);
 }
 
 static int ipc_settle(struct moe_comm *c)
 {
 	struct ipc_impl *im = c->impl;
-	CU(cudaStreamSynchronize(im->stream));
+	CU(cudaStreamSynchronize((cudaStream_t)im->link.stream));
 	return MOE_OK;
 }
 
 static int ipc_read(struct moe_comm *c, void *dst, const void *src, size_t n)
 {
 	struct ipc_impl *im = c->impl;
-	CU(cudaSetDevice(im->gpu)); /* the calling thread may be new to CUDA */
+	CU(cudaSetDevice(im->link.gpu)); /* the calling thread may be new to CUDA */
 	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, im->read_stream));
 	return MOE_OK;
 }
@@ -66,27 +94,12 @@ static const struct moe_shm_data ipc_data = {ipc_copy, ipc_accumulate, ipc_settl
 
 static int ipc_init(struct moe_comm **out, const struct moe_comm_info *info)
 {
-	if (strcmp(info->be->name, "cuda")) {
-		moe_err("ipc transport needs the cuda backend, not %s", info->be->name);
-		return MOE_ERR_UNSUPPORTED;
-	}
-	struct moe_comm *c = calloc(1, sizeof(*c));
-	struct ipc_impl *im = calloc(1, sizeof(*im));
+	MOE_CHECK(moe_shmc_cuda_open(out, info, "ipc", sizeof(struct ipc_impl), &ipc_data));
+	struct moe_comm *c = *out;
+	struct ipc_impl *im = c->impl;
 	cudaIpcMemHandle_t *all = calloc((size_t)info->nranks, sizeof(*all));
-	if (!c || !im || !all) {
-		free(c);
-		free(im);
-		free(all);
+	if (!all)
 		return MOE_ERR_NOMEM;
-	}
-	*out = c;
-	c->impl = im;
-	c->data = &ipc_data;
-	MOE_CHECK(moe_shmc_setup(c, info));
-	im->dev = info->dev;
-	im->gpu = moe_cuda_device(info->dev);
-	im->stream = (cudaStream_t)moe_cuda_stream(info->dev);
-	CU(cudaSetDevice(im->gpu));
 	CU(cudaStreamCreateWithFlags(&im->read_stream, cudaStreamNonBlocking));
 	CU(cudaMalloc((void **)&im->heap, info->heap_per_rank ? info->heap_per_rank : 256));
 	cudaIpcMemHandle_t mine;
@@ -117,9 +130,11 @@ static int ipc_init(struct moe_comm **out, const struct moe_comm_info *info)
 
 static void ipc_fini(struct moe_comm *c)
 {
-	struct ipc_impl *im = c->impl;
+	struct ipc_impl *im = c ? c->impl : NULL;
+	if (!c)
+		return;
 	if (im) {
-		cudaStreamSynchronize(im->stream);
+		cudaStreamSynchronize((cudaStream_t)im->link.stream);
 		moe_shmc_barrier(c, MOE_GROUP_WORLD); /* peers are done reading my heap */
 		for (int r = 0; c->base && r < c->info.nranks; r++)
 			if (r != c->info.rank && c->base[r])

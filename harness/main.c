@@ -254,13 +254,17 @@ static void resolve_auto(struct moe_caselist *cases, int ngpus)
 	}
 }
 
+/* Options, then the scenario files' cases: what list and run both start with. */
+static int prepare(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases)
+{
+	return parse_opts(argc, argv, o) || load_cases(argc, argv, o, cases) ? -1 : 0;
+}
+
 static int cmd_list(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	if (parse_opts(argc, argv, &o))
-		return MOE_EXIT_USAGE;
-	if (load_cases(argc, argv, &o, &cases))
+	if (prepare(argc, argv, &o, &cases))
 		return MOE_EXIT_USAGE;
 	for (int i = 0; i < cases.n; i++) {
 		const struct moe_params *p = &cases.v[i].p;
@@ -420,9 +424,7 @@ static int cmd_run(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	if (parse_opts(argc, argv, &o))
-		return MOE_EXIT_USAGE;
-	if (load_cases(argc, argv, &o, &cases))
+	if (prepare(argc, argv, &o, &cases))
 		return MOE_EXIT_USAGE;
 	if (!cases.n) {
 		fprintf(stderr, "moebench: no case matches --only %s\n", o.only ? o.only : "");

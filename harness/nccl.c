@@ -12,9 +12,8 @@
 #include "shmctl.h"
 
 struct nccl_impl {
-	ncclComm_t comm[2]; /* world, TP */
-	cudaStream_t stream;
-	struct moe_dev *dev;
+	struct moe_cuda_link link; /* first: moe_shmc_cuda_open fills it */
+	ncclComm_t comm[2];        /* world, TP */
 	float *tmp;
 	size_t tmp_cap;
 	void **allocs;
@@ -50,13 +49,13 @@ static int nccl_copy(struct moe_comm *c, void *dst, const void *src, size_t n)
 static int nccl_accumulate(struct moe_comm *c, float *dst, const float *src, size_t n)
 {
 	struct nccl_impl *im = c->impl;
-	return moe_cuda_accumulate_f32(im->dev, dst, src, (int64_t)n);
+	return moe_cuda_accumulate_f32(im->link.dev, dst, src, (int64_t)n);
 }
 
 static int nccl_settle(struct moe_comm *c)
 {
 	struct nccl_impl *im = c->impl;
-	CU(cudaStreamSynchronize(im->stream));
+	CU(cudaStreamSynchronize((cudaStream_t)im->link.stream));
 	return MOE_OK;
 }
 
@@ -64,26 +63,11 @@ static const struct moe_shm_data nccl_data = {nccl_copy, nccl_accumulate, nccl_s
 
 static int nccl_init(struct moe_comm **out, const struct moe_comm_info *info)
 {
-	if (strcmp(info->be->name, "cuda")) {
-		moe_err("nccl transport needs the cuda backend, not %s", info->be->name);
-		return MOE_ERR_UNSUPPORTED;
-	}
-	struct moe_comm *c = calloc(1, sizeof(*c));
-	struct nccl_impl *im = calloc(1, sizeof(*im));
+	MOE_CHECK(moe_shmc_cuda_open(out, info, "nccl", sizeof(struct nccl_impl), &nccl_data));
+	struct nccl_impl *im = (*out)->impl;
 	ncclUniqueId *ids = calloc((size_t)info->nranks, sizeof(*ids));
-	if (!c || !im || !ids) {
-		free(c);
-		free(im);
-		free(ids);
+	if (!ids)
 		return MOE_ERR_NOMEM;
-	}
-	*out = c;
-	c->impl = im;
-	c->data = &nccl_data;
-	MOE_CHECK(moe_shmc_setup(c, info));
-	im->dev = info->dev;
-	im->stream = (cudaStream_t)moe_cuda_stream(info->dev);
-	CU(cudaSetDevice(moe_cuda_device(info->dev)));
 	ncclUniqueId id;
 	memset(&id, 0, sizeof(id));
 	if (info->rank == 0)
@@ -103,9 +87,11 @@ static int nccl_init(struct moe_comm **out, const struct moe_comm_info *info)
 
 static void nccl_fini(struct moe_comm *c)
 {
+	if (!c)
+		return;
 	struct nccl_impl *im = c->impl;
 	if (im) {
-		cudaStreamSynchronize(im->stream);
+		cudaStreamSynchronize((cudaStream_t)im->link.stream);
 		for (int g = 1; g >= 0; g--)
 			if (im->comm[g])
 				ncclCommDestroy(im->comm[g]);
@@ -138,9 +124,9 @@ static int nccl_alltoallv(struct moe_comm *c, enum moe_group g, const void *send
 	NC(ncclGroupStart());
 	for (int m = 0; m < c->nmem[g]; m++) {
 		if (scounts[m])
-			NC(ncclSend((const char *)sendbuf + sdispls[m], scounts[m], ncclUint8, m, im->comm[g], im->stream));
+			NC(ncclSend((const char *)sendbuf + sdispls[m], scounts[m], ncclUint8, m, im->comm[g], (cudaStream_t)im->link.stream));
 		if (rcounts[m])
-			NC(ncclRecv((char *)recvbuf + rdispls[m], rcounts[m], ncclUint8, m, im->comm[g], im->stream));
+			NC(ncclRecv((char *)recvbuf + rdispls[m], rcounts[m], ncclUint8, m, im->comm[g], (cudaStream_t)im->link.stream));
 	}
 	NC(ncclGroupEnd());
 	return MOE_OK;
@@ -153,9 +139,9 @@ static int nccl_allgatherv(struct moe_comm *c, enum moe_group g, const void *sen
 	NC(ncclGroupStart());
 	for (int m = 0; m < c->nmem[g]; m++) {
 		if (sbytes)
-			NC(ncclSend(sendbuf, sbytes, ncclUint8, m, im->comm[g], im->stream));
+			NC(ncclSend(sendbuf, sbytes, ncclUint8, m, im->comm[g], (cudaStream_t)im->link.stream));
 		if (rcounts[m])
-			NC(ncclRecv((char *)recvbuf + rdispls[m], rcounts[m], ncclUint8, m, im->comm[g], im->stream));
+			NC(ncclRecv((char *)recvbuf + rdispls[m], rcounts[m], ncclUint8, m, im->comm[g], (cudaStream_t)im->link.stream));
 	}
 	NC(ncclGroupEnd());
 	return MOE_OK;
@@ -165,7 +151,7 @@ static int nccl_bcast(struct moe_comm *c, enum moe_group g, void *buf, size_t by
 {
 	struct nccl_impl *im = c->impl;
 	if (bytes)
-		NC(ncclBroadcast(buf, buf, bytes, ncclUint8, root, im->comm[g], im->stream));
+		NC(ncclBroadcast(buf, buf, bytes, ncclUint8, root, im->comm[g], (cudaStream_t)im->link.stream));
 	return MOE_OK;
 }
 
@@ -186,16 +172,16 @@ static int nccl_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const 
 	NC(ncclGroupStart());
 	for (int m = 0; m < n; m++) {
 		if (counts[m])
-			NC(ncclSend(sendbuf + displs[m], counts[m], ncclFloat32, m, im->comm[g], im->stream));
+			NC(ncclSend(sendbuf + displs[m], counts[m], ncclFloat32, m, im->comm[g], (cudaStream_t)im->link.stream));
 		if (cnt)
-			NC(ncclRecv(im->tmp + (size_t)m * cnt, cnt, ncclFloat32, m, im->comm[g], im->stream));
+			NC(ncclRecv(im->tmp + (size_t)m * cnt, cnt, ncclFloat32, m, im->comm[g], (cudaStream_t)im->link.stream));
 	}
 	NC(ncclGroupEnd());
 	if (!cnt)
 		return MOE_OK;
-	CU(cudaMemcpyAsync(recvbuf, im->tmp, cnt * sizeof(float), cudaMemcpyDeviceToDevice, im->stream));
+	CU(cudaMemcpyAsync(recvbuf, im->tmp, cnt * sizeof(float), cudaMemcpyDeviceToDevice, (cudaStream_t)im->link.stream));
 	for (int m = 1; m < n; m++)
-		MOE_CHECK(moe_cuda_accumulate_f32(im->dev, recvbuf, im->tmp + (size_t)m * cnt, (int64_t)cnt));
+		MOE_CHECK(moe_cuda_accumulate_f32(im->link.dev, recvbuf, im->tmp + (size_t)m * cnt, (int64_t)cnt));
 	return MOE_OK;
 }
 

@@ -35,6 +35,17 @@ struct moe_comm {
 	void *impl; /* the transport's own state */
 };
 
+/* A new communicator on the control plane for the CUDA transports (ipc, nccl): checks that the backend
+ * is cuda, allocates impl_bytes of transport state (whose first member is a struct moe_cuda_link, which
+ * is filled in) and makes the backend's GPU current. *out is set even on failure, for fini. */
+struct moe_cuda_link {
+	struct moe_dev *dev;
+	void *stream; /* the backend's cudaStream_t */
+	int gpu;
+};
+int moe_shmc_cuda_open(struct moe_comm **out, const struct moe_comm_info *info, const char *who, size_t impl_bytes,
+		       const struct moe_shm_data *data);
+
 /* Control plane over info->shm; base[] is left for the caller to fill. */
 int moe_shmc_setup(struct moe_comm *c, const struct moe_comm_info *info);
 void *moe_shmc_alloc(struct moe_comm *c, size_t bytes);
