@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "moe.h"
+#include "stats.h"
 
 int moe_write_atomic(const char *path, const char *text, size_t len)
 {
@@ -112,7 +113,8 @@ int moe_results_write(const char *dir, json_t *run)
 		return -1;
 	}
 	free(js);
-	struct sbuf c = {0}, s = {0};
+	struct sbuf c = {0}, s = {0}, rk = {0};
+	sb_printf(&rk, "# case\trank\tphase\tp50_us\n");
 	sb_printf(&c, "# case\tstrategy\tpartition\ttransport\tbackend\tdp\ttp\ttokens\ttokens_total\thidden\texperts\ttopk\tverdict");
 	for (size_t k = 0; k < MOE_ARRAY_SIZE(tsv_phases); k++)
 		sb_printf(&c, "\t%s_p50_us\t%s_p99_us", tsv_phases[k], tsv_phases[k]);
@@ -134,6 +136,27 @@ int moe_results_write(const char *dir, json_t *run)
 		json_t *b = json_object_get(cj, "bytes");
 		sb_printf(&c, "\t%.4f\t%.4f\n", json_number_value(json_object_get(b, "algbw_GBps")),
 			  json_number_value(json_object_get(b, "busbw_GBps")));
+		size_t ri;
+		json_t *rj;
+		json_array_foreach(json_object_get(cj, "ranks"), ri, rj)
+		{
+			const char *rpk;
+			json_t *rarr;
+			json_object_foreach(json_object_get(rj, "samples_us"), rpk, rarr)
+			{
+				size_t m = json_array_size(rarr);
+				if (!m)
+					continue;
+				double *v = moe_xcalloc(m, sizeof(double));
+				for (size_t q = 0; q < m; q++)
+					v[q] = json_number_value(json_array_get(rarr, q));
+				struct moe_summary su;
+				moe_summarize(v, m, &su);
+				free(v);
+				sb_printf(&rk, "%s\t%lld\t%s\t%.3f\n", name, (long long)json_integer_value(json_object_get(rj, "rank")),
+					  rpk, su.p50);
+			}
+		}
 		const char *pk;
 		json_t *arr;
 		json_object_foreach(json_object_get(cj, "samples"), pk, arr)
@@ -154,8 +177,14 @@ int moe_results_write(const char *dir, json_t *run)
 		moe_err("writing %s: %s", path, strerror(errno));
 		rc = -1;
 	}
+	snprintf(path, sizeof(path), "%s/ranks.tsv", dir);
+	if (moe_write_atomic(path, rk.s, rk.n)) {
+		moe_err("writing %s: %s", path, strerror(errno));
+		rc = -1;
+	}
 	free(c.s);
 	free(s.s);
+	free(rk.s);
 	return rc;
 }
 
