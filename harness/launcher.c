@@ -72,6 +72,8 @@ static char *case_text(const struct moe_case *c, const struct moe_run_opts *o, i
 				*q = '_';
 		k += snprintf(s + k, n - (size_t)k, "@dump=%s/%s\n", o->dump_dir, safe);
 	}
+	if (o->delay_phase[0])
+		k += snprintf(s + k, n - (size_t)k, "@delay=%s:%.3f\n", o->delay_phase, o->delay_us);
 	if (o->corrupt_rank == rank)
 		snprintf(s + k, n - (size_t)k, "@corrupt=%lld:%lld\n", o->corrupt_token, o->corrupt_col);
 	free(params);

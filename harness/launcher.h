@@ -23,6 +23,8 @@ struct moe_run_opts {
 	int quiet;
 	int ranks; /* topo: ranks to plan for (0 = default) */
 	const char *dump_dir; /* --dump: tensors as .npy */
+	char delay_phase[32]; /* --inject-delay PHASE:US (test aid, host backend) */
+	double delay_us;
 	double copy_GBps, gemm_TFLOPs; /* rooflines from `calibrate` (0: unknown) */
 };
 

@@ -18,6 +18,7 @@
 #ifdef MOE_HAVE_CUDA_BACKEND
 #include "cuda_iface.h"
 #endif
+#include "compare.h"
 #include "invariants.h"
 #include "kernels.h"
 #include "launcher.h"
@@ -51,6 +52,9 @@ static void usage(FILE *f)
 		"  list [SCENARIO...]  print the expanded cases, one a line\n"
 		"  topo [--ranks N]    print the machine topology and the placement plan for N ranks\n"
 		"                      (default: one per GPU, or one per core without GPUs; --bind, --topo-xml)\n"
+		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression\n"
+		"                      (moebench compare --help)\n"
+		"  history record|list|trend   the SQLite history of runs (moebench history --help)\n"
 		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
 		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
 		"  help [keys]         this text, or every scenario key with its default\n"
@@ -77,6 +81,8 @@ static void usage(FILE *f)
 		"  --inject-fault RANK:PHASE:KIND   make RANK crash, hang or exit when it enters PHASE\n"
 		"                                   (KIND crash|hang|exit; PHASE setup|route|dispatch|expert|combine|verify)\n"
 		"  --inject-corrupt RANK:TOKEN:COL  flip one bit of RANK's output before it is verified\n"
+		"  --inject-delay PHASE:US          every rank spends US more microseconds in PHASE, every iteration\n"
+		"                                   (host backend; to check that compare flags a slowdown)\n"
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
 		"exit codes: 0 ok, 1 mismatch, 2 usage or scenario error, 3 a rank crashed, hung or timed out,\n"
@@ -85,7 +91,7 @@ static void usage(FILE *f)
 
 enum {
 	OPT_SET = 256, OPT_ONLY, OPT_BACKEND, OPT_TRANSPORT, OPT_ITERS, OPT_WARMUP, OPT_TIMEOUT, OPT_CHECK, OPT_OUT,
-	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP, OPT_RANKS, OPT_DUMP,
+	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP, OPT_RANKS, OPT_DUMP, OPT_DELAY,
 };
 
 static const struct option long_opts[] = {
@@ -105,6 +111,7 @@ static const struct option long_opts[] = {
 	{"topo-xml", required_argument, NULL, OPT_TOPO_XML},
 	{"ranks", required_argument, NULL, OPT_RANKS},
 	{"dump", required_argument, NULL, OPT_DUMP},
+	{"inject-delay", required_argument, NULL, OPT_DELAY},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -188,6 +195,19 @@ static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
 			break;
 		case OPT_TOPO_XML: o->topo_xml = optarg; break;
 		case OPT_DUMP: o->dump_dir = optarg; break;
+		case OPT_DELAY: {
+			char ph[32] = "";
+			int known = 0;
+			if (sscanf(optarg, "%31[^:]:%lf", ph, &o->delay_us) == 2 && o->delay_us >= 0)
+				for (int i = 0; i < MOE_PH_COUNT; i++)
+					known |= !strcmp(moe_phase_name(i), ph);
+			if (!known) {
+				fprintf(stderr, "moebench: --inject-delay %s: expected PHASE:MICROSECONDS\n", optarg);
+				return -1;
+			}
+			snprintf(o->delay_phase, sizeof(o->delay_phase), "%s", ph);
+			break;
+		}
 		case OPT_RANKS: {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -603,6 +623,10 @@ int main(int argc, char **argv)
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(cmd, "topo"))
 		return cmd_topo(argc - 1, argv + 1);
+	if (!strcmp(cmd, "compare"))
+		return moe_cmd_compare(argc - 1, argv + 1);
+	if (!strcmp(cmd, "history"))
+		return moe_cmd_history(argc - 1, argv + 1);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

@@ -38,6 +38,8 @@ struct rank_run {
 	enum inject_kind inject;
 	int64_t corrupt_token, corrupt_col;
 	char dump[MOE_PATH_MAX];
+	int delay_phase;  /* test aid: --inject-delay PHASE:US */
+	double delay_us;
 	struct moe_counters ctr;
 	long long ctr_phase[MOE_PH_COUNT][MOE_MAX_EVENTS];
 	/* per timed iteration, per phase */
@@ -111,6 +113,9 @@ int moe_phase(struct moe_ctx *ctx, int ph)
 		atomic_store(&ctx->status->phase[ctx->rank], ph);
 	if (the_run && the_run->inject != INJ_NONE && the_run->inject_phase == ph)
 		inject_fault(the_run->inject);
+	if (the_run && the_run->delay_phase == ph) /* test aid: a planted slowdown, spent inside the phase */
+		for (double until = moe_now_us() + the_run->delay_us; moe_now_us() < until;)
+			;
 	return MOE_OK;
 }
 
@@ -139,6 +144,7 @@ static int parse_case(struct rank_run *r, char *text)
 	char err[512];
 	moe_params_defaults(&r->p);
 	r->inject_phase = -1;
+	r->delay_phase = -1;
 	r->corrupt_token = -1;
 	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (line[0] == '@') {
@@ -159,6 +165,12 @@ static int parse_case(struct rank_run *r, char *text)
 							r->inject_phase = i;
 					r->inject = !strcmp(kind, "crash") ? INJ_CRASH : !strcmp(kind, "hang") ? INJ_HANG : INJ_EXIT;
 				}
+			} else if (!strcmp(k, "delay")) {
+				char ph[64];
+				if (sscanf(v, "%63[^:]:%lf", ph, &r->delay_us) == 2)
+					for (int i = 0; i < MOE_PH_COUNT; i++)
+						if (!strcmp(moe_phase_name(i), ph))
+							r->delay_phase = i;
 			} else if (!strcmp(k, "dump"))
 				snprintf(r->dump, sizeof(r->dump), "%s", v);
 			else if (!strcmp(k, "corrupt"))

@@ -1,0 +1,38 @@
+/* Comparing two runs: per case and phase, medians, change, a Mann-Whitney U p-value and a bootstrap
+ * confidence interval of the ratio of medians, and a verdict. */
+#ifndef MOE_COMPARE_H
+#define MOE_COMPARE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct moe_compare_opts {
+	double alpha;      /* significance level of the U test (default 0.01) */
+	double threshold;  /* smallest change that counts, in percent (default 3) */
+	double noise;      /* a 95 % interval of the ratio wider than this, in percent, is noisy (default 20) */
+	int force;         /* compare runs from different environments */
+	const char *phases; /* comma-separated, default "total" */
+};
+
+/* Two-sided p-value of the Mann-Whitney U test (normal approximation with tie and continuity
+ * corrections); *u receives U of the first sample. */
+double moe_mann_whitney(const double *a, size_t na, const double *b, size_t nb, double *u);
+/* 95 % percentile bootstrap interval of median(b) / median(a) over `reps` resamples (seeded). */
+void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb, int reps, unsigned long long seed,
+			 double *lo, double *hi);
+/* "faster", "slower", "same" or "noisy" for one comparison. */
+const char *moe_verdict(double p, double change_pct, double lo, double hi, const struct moe_compare_opts *o);
+
+/* Compare run.json documents. Returns a JSON report ({"rows": [...], "env_diff": [...], "regressions": N});
+ * NULL with err set when the environments differ (unless force) or the inputs are unusable. */
+json_t *moe_compare_runs(json_t *base, json_t *neww, const struct moe_compare_opts *o, char *err, size_t errlen);
+/* The environment fields that must match for a comparison to mean anything. */
+json_t *moe_env_fingerprint(json_t *run);
+void moe_compare_print(FILE *f, json_t *report);
+
+/* The compare and history commands (history.c). */
+int moe_cmd_compare(int argc, char **argv);
+int moe_cmd_history(int argc, char **argv);
+
+#endif
