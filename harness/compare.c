@@ -105,14 +105,17 @@ void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb,
 
 const char *moe_verdict(double p, double change_pct, double lo, double hi, const struct moe_compare_opts *o)
 {
-	int significant = p < o->alpha;
-	/* the interval must lie beyond "no change" too, so that one lucky rank order does not decide */
-	if (significant && change_pct >= o->threshold && lo > 1.0)
-		return "slower";
-	if (significant && change_pct <= -o->threshold && hi < 1.0)
-		return "faster";
+	/* a wide interval is no evidence either way, however small p is: runs that drift inside are noisy */
 	if ((hi - lo) * 100.0 > o->noise)
 		return "noisy";
+	int significant = p < o->alpha;
+	/* the whole interval must clear half the threshold, not just 1: a run-to-run drift of a percent
+	 * or two, which every shared machine has, is not a regression */
+	double margin = o->threshold / 200.0;
+	if (significant && change_pct >= o->threshold && lo > 1.0 + margin)
+		return "slower";
+	if (significant && change_pct <= -o->threshold && hi < 1.0 - margin)
+		return "faster";
 	return "same";
 }
 

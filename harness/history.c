@@ -269,8 +269,8 @@ static void usage_compare(FILE *f)
 		"                        [--json FILE] [--markdown FILE] [--db FILE]\n"
 		"BASE and NEW are results folders, run.json files, or history:RUN_ID / history:last-good.\n"
 		"Per case and phase: medians, change, Mann-Whitney U p-value, 95%% bootstrap interval of the ratio of\n"
-		"medians, and a verdict: slower or faster when p < alpha, |change| >= threshold and the interval\n"
-		"excludes 1; noisy when the interval is wider than noise; else same. Defaults: --phases total,\n"
+		"medians, and a verdict: noisy when the interval is wider than noise; else slower or faster when\n"
+		"p < alpha, |change| >= threshold and the whole interval clears 1 +- threshold/2; else same. Defaults: --phases total,\n"
 		"--alpha 0.01, --threshold 3, --noise 20. Exit 1 when anything is slower.\n");
 }
 

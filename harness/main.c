@@ -24,6 +24,7 @@
 #include "launcher.h"
 #include "moe.h"
 #include "params.h"
+#include "plot.h"
 #include "rank.h"
 #include "results.h"
 #include "scenario.h"
@@ -57,6 +58,9 @@ static void usage(FILE *f)
 		"  history record|list|trend   the SQLite history of runs (moebench history --help)\n"
 		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
 		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
+		"  plot RUN_DIR... [--out DIR]  draw a run's results with gnuplot, PNG and SVG: latency,\n"
+		"                      phases, cdf, ranks-CASE (default DIR: RUN_DIR/plots; DIR/RUN-ID with several)\n"
+		"  plot --trend FILE [--out DIR]  draw a nightly trend TSV as trend.png/.svg (default DIR: FILE's folder)\n"
 		"  help [keys]         this text, or every scenario key with its default\n"
 		"\n"
 		"options of run and list:\n"
@@ -384,6 +388,74 @@ static int cmd_calibrate(int argc, char **argv)
 	return 0;
 }
 
+/* plot RUN_DIR... and plot --trend FILE: gnuplot draws, moe_plot_* decide what and where */
+static int cmd_plot(int argc, char **argv)
+{
+	enum { PLOT_OUT = 1, PLOT_TREND, PLOT_HELP };
+	static const struct option plot_opts[] = {
+		{"out", required_argument, NULL, PLOT_OUT},
+		{"trend", required_argument, NULL, PLOT_TREND},
+		{"help", no_argument, NULL, PLOT_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	const char *out = NULL, *trend = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "v", plot_opts, NULL)) != -1) {
+		switch (c) {
+		case PLOT_OUT: out = optarg; break;
+		case PLOT_TREND: trend = optarg; break;
+		case 'v': moe_log_verbosity++; break;
+		case PLOT_HELP: usage(stdout); exit(0);
+		default: return MOE_EXIT_USAGE;
+		}
+	}
+	int nruns = argc - optind;
+	if (!nruns && !trend) {
+		fprintf(stderr, "moebench: plot: expected RUN_DIR... or --trend FILE\n");
+		return MOE_EXIT_USAGE;
+	}
+	char err[2048], dir[4096], idbuf[4096];
+	int rc = MOE_EXIT_OK;
+	for (int i = 0; i < nruns; i++) {
+		const char *run = argv[optind + i];
+		/* several runs into one --out would overwrite each other: each gets its own folder there */
+		if (!out)
+			snprintf(dir, sizeof(dir), "%s/plots", run);
+		else if (nruns > 1) {
+			snprintf(idbuf, sizeof(idbuf), "%s", run);
+			for (size_t n = strlen(idbuf); n > 1 && idbuf[n - 1] == '/'; n--)
+				idbuf[n - 1] = 0;
+			const char *id = strrchr(idbuf, '/');
+			snprintf(dir, sizeof(dir), "%s/%s", out, id ? id + 1 : idbuf);
+		} else
+			snprintf(dir, sizeof(dir), "%s", out);
+		if (moe_plot_run(run, dir, NULL, err, sizeof(err))) {
+			fprintf(stderr, "moebench: plot %s: %s\n", run, err);
+			rc = MOE_EXIT_FAIL;
+		} else
+			printf("# plots of %s: %s/\n", run, dir);
+	}
+	if (trend) {
+		if (out)
+			snprintf(dir, sizeof(dir), "%s", out);
+		else {
+			snprintf(dir, sizeof(dir), "%s", trend);
+			char *slash = strrchr(dir, '/');
+			if (slash)
+				*slash = 0;
+			else
+				snprintf(dir, sizeof(dir), ".");
+		}
+		if (moe_plot_trend(trend, dir, NULL, err, sizeof(err))) {
+			fprintf(stderr, "moebench: plot --trend %s: %s\n", trend, err);
+			rc = MOE_EXIT_FAIL;
+		} else
+			printf("# trend of %s: %s/\n", trend, dir);
+	}
+	return rc;
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -629,6 +701,8 @@ int main(int argc, char **argv)
 		return moe_cmd_history(argc - 1, argv + 1);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc - 1, argv + 1);
+	if (!strcmp(cmd, "plot"))
+		return cmd_plot(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		if (argc > 2 && !strcmp(argv[2], "keys")) {
 			printf("scenario keys ([global] sets defaults; a|b sweeps; a,b is a list):\n");

@@ -1,0 +1,474 @@
+/* Plots of a run's results and of the nightly trend: the TSVs say what to draw, gnuplot draws it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "moe.h"
+#include "plot.h"
+
+#ifndef MOE_SOURCE_DIR
+#define MOE_SOURCE_DIR "."
+#endif
+
+/* a heat map per case is a page of its own: past a few they are more than anyone reads */
+#define PLOT_MAX_RANK_MAPS 8
+/* past this many curves the colours repeat twice and the CDF legend stops telling them apart */
+#define PLOT_MAX_CDF_CASES 16
+/* the scripts exit with this when their data holds nothing to draw */
+#define PLOT_NO_DATA 3
+#define PLOT_PATH_MAX 4096
+
+static const char *const plot_formats[] = {"png", "svg"};
+
+const char *moe_plot_scripts_dir(void)
+{
+	static char dir[PLOT_PATH_MAX];
+	/* a "plots" folder alone is not enough: a run's output folder may be called that too */
+	if (access("plots/latency.gp", R_OK) == 0)
+		return "plots";
+	snprintf(dir, sizeof(dir), "%s/plots", MOE_SOURCE_DIR);
+	return dir;
+}
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || !errlen)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[PLOT_PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *s = tmp + 1; *s; s++)
+		if (*s == '/') {
+			*s = 0;
+			if (mkdir(tmp, 0755) && errno != EEXIST)
+				return -1;
+			*s = '/';
+		}
+	return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+/* Columns of a TSV wanted by name: the '# ' header gives their places, fallback (0-based) where a
+ * header is missing or lacks the name, so that a reordered file still reads right. */
+struct tsv_want {
+	const char *name;
+	int fallback;
+};
+
+typedef int (*tsv_row_fn)(char **fields, void *ctx);
+
+/* Call fn with the wanted fields of every data row (rows too short are skipped). Returns 0, or -1 with
+ * errno set when the file cannot be read, or fn's nonzero return. */
+static int tsv_scan(const char *path, const struct tsv_want *want, int nwant, tsv_row_fn fn, void *ctx)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	int idx[16], maxidx = 0, rc = 0, first = 1;
+	char *line = NULL, *fields[16], *all[256];
+	size_t cap = 0;
+	for (int i = 0; i < nwant && i < 16; i++)
+		idx[i] = want[i].fallback;
+	while (getline(&line, &cap, f) >= 0) {
+		line[strcspn(line, "\r\n")] = 0;
+		int n = 0;
+		char *p = line;
+		int header = first && !strncmp(line, "# ", 2);
+		first = 0;
+		if (header)
+			p += 2;
+		else if (line[0] == '#' || !line[0])
+			continue;
+		for (;;) {
+			if (n < (int)MOE_ARRAY_SIZE(all))
+				all[n++] = p;
+			char *t = strchr(p, '\t');
+			if (!t)
+				break;
+			*t = 0;
+			p = t + 1;
+		}
+		if (header) {
+			for (int i = 0; i < nwant && i < 16; i++)
+				for (int k = 0; k < n; k++)
+					if (!strcmp(all[k], want[i].name))
+						idx[i] = k;
+			continue;
+		}
+		maxidx = 0;
+		for (int i = 0; i < nwant && i < 16; i++)
+			maxidx = MOE_MAX(maxidx, idx[i]);
+		if (maxidx >= n)
+			continue;
+		for (int i = 0; i < nwant && i < 16; i++)
+			fields[i] = all[idx[i]];
+		if ((rc = fn(fields, ctx)))
+			break;
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+struct plot_case {
+	char *name;
+	int has_samples; /* some 'total' sample above zero: a CDF curve */
+	int has_ranks;   /* some per-rank p50 above zero: a heat map */
+};
+
+struct plot_cases {
+	struct plot_case *v;
+	int n, cap;
+	int last;           /* rows come grouped by case: start the next look-up where the last ended */
+	int latency_points; /* cases with tokens and a total time: points on the log-log latency plot */
+	int any_phase;      /* rows of a trend file that carry a 'total' above zero */
+};
+
+static struct plot_case *find_case(struct plot_cases *c, const char *name)
+{
+	for (int k = 0; k < c->n; k++) {
+		int i = (c->last + k) % c->n;
+		if (!strcmp(c->v[i].name, name)) {
+			c->last = i;
+			return &c->v[i];
+		}
+	}
+	return NULL;
+}
+
+static int on_case_row(char **f, void *ctx)
+{
+	struct plot_cases *c = ctx;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 16;
+		c->v = realloc(c->v, (size_t)c->cap * sizeof(*c->v));
+		if (!c->v)
+			abort();
+	}
+	c->v[c->n++] = (struct plot_case){.name = moe_xstrdup(f[0])};
+	c->latency_points += atof(f[1]) > 0 && atof(f[2]) > 0;
+	return 0;
+}
+
+static int on_sample_row(char **f, void *ctx)
+{
+	struct plot_case *pc;
+	if (!strcmp(f[1], "total") && atof(f[2]) > 0 && (pc = find_case(ctx, f[0])))
+		pc->has_samples = 1;
+	return 0;
+}
+
+static int on_rank_row(char **f, void *ctx)
+{
+	struct plot_case *pc;
+	if (atof(f[2]) > 0 && (pc = find_case(ctx, f[0])))
+		pc->has_ranks = 1;
+	return 0;
+}
+
+static int on_trend_row(char **f, void *ctx)
+{
+	struct plot_cases *c = ctx;
+	c->any_phase |= !strcmp(f[0], "total") && atof(f[1]) > 0;
+	return 0;
+}
+
+static void cases_free(struct plot_cases *c)
+{
+	for (int i = 0; i < c->n; i++)
+		free(c->v[i].name);
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Run `gnuplot -c DIR/SCRIPT ARG...` with an argument vector: no shell sees a case name or path.
+ * Returns 0 drawn, 1 when the script found nothing to draw, -1 failed with gnuplot's last line in err,
+ * -2 when gnuplot itself could not be started. */
+static int run_gnuplot(const char *plots_dir, const char *script, const char *const *args, int nargs, char *err,
+		       size_t errlen)
+{
+	char path[PLOT_PATH_MAX];
+	const char *argv[12];
+	int n = 0, fd[2];
+	snprintf(path, sizeof(path), "%s/%s", plots_dir, script);
+	argv[n++] = "gnuplot";
+	argv[n++] = "-c";
+	argv[n++] = path;
+	for (int i = 0; i < nargs && n < (int)MOE_ARRAY_SIZE(argv) - 1; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (pipe2(fd, O_CLOEXEC)) {
+		set_err(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		set_err(err, errlen, "fork: %s", strerror(errno));
+		close(fd[0]);
+		close(fd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		/* gnuplot's chatter goes to the parent, which keeps the end of it for the error message:
+		 * library code leaves stdout alone */
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul >= 0)
+			dup2(nul, STDIN_FILENO);
+		dup2(fd[1], STDOUT_FILENO);
+		dup2(fd[1], STDERR_FILENO);
+		execvp("gnuplot", (char *const *)argv);
+		dprintf(STDERR_FILENO, "cannot run gnuplot: %s (install gnuplot, e.g. gnuplot-nox)\n", strerror(errno));
+		_exit(127);
+	}
+	close(fd[1]);
+	char tail[2048];
+	size_t len = 0;
+	for (;;) {
+		char buf[1024];
+		ssize_t k = read(fd[0], buf, sizeof(buf));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		/* keep the last bytes (buf is smaller than tail): gnuplot says what went wrong at the end */
+		if (len + (size_t)k >= sizeof(tail)) {
+			size_t drop = len + (size_t)k - (sizeof(tail) - 1);
+			if (drop > len)
+				drop = len;
+			memmove(tail, tail + drop, len - drop);
+			len -= drop;
+		}
+		memcpy(tail + len, buf, (size_t)k);
+		len += (size_t)k;
+	}
+	close(fd[0]);
+	tail[len] = 0;
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			set_err(err, errlen, "waitpid: %s", strerror(errno));
+			return -1;
+		}
+	/* the last non-empty line names the script line and the reason */
+	while (len && (tail[len - 1] == '\n' || tail[len - 1] == ' '))
+		tail[--len] = 0;
+	char *last = strrchr(tail, '\n');
+	last = last ? last + 1 : tail;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		if (len)
+			moe_debug("gnuplot %s: %s", script, last);
+		return 0;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == PLOT_NO_DATA) {
+		moe_info("plot %s: %s", script, last);
+		return 1;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+		set_err(err, errlen, "%s", len ? last : "cannot run gnuplot");
+		return -2;
+	}
+	if (WIFSIGNALED(status))
+		set_err(err, errlen, "gnuplot %s killed by signal %d", path, WTERMSIG(status));
+	else
+		set_err(err, errlen, "gnuplot %s exited %d: %s", path, WEXITSTATUS(status), len ? last : "(no message)");
+	return -1;
+}
+
+/* Failures are counted and the first one kept for the caller: one broken plot should not hide the
+ * others, but without gnuplot there is no point in trying the rest. */
+struct plot_tally {
+	int drawn, failed, no_gnuplot;
+	char first[1024];
+};
+
+/* Draw one plot in every format: out_dir/STEM.png, .svg. args[1] and args[2] are filled in here. */
+static void draw(struct plot_tally *t, const char *plots_dir, const char *script, const char *out_dir,
+		 const char *stem, const char **args, int nargs)
+{
+	for (size_t i = 0; i < MOE_ARRAY_SIZE(plot_formats) && !t->no_gnuplot; i++) {
+		char out[PLOT_PATH_MAX], why[1024];
+		snprintf(out, sizeof(out), "%s/%s.%s", out_dir, stem, plot_formats[i]);
+		args[1] = out;
+		args[2] = plot_formats[i];
+		int r = run_gnuplot(plots_dir, script, args, nargs, why, sizeof(why));
+		if (r < 0) {
+			/* gnuplot opens the output before it fails: a half-written file would pass for a plot */
+			unlink(out);
+			if (!t->failed++)
+				snprintf(t->first, sizeof(t->first), "plot %.200s.%s failed: %.700s", stem, plot_formats[i], why);
+			else
+				moe_warn("plot %s.%s failed too: %s", stem, plot_formats[i], why);
+			t->no_gnuplot = r == -2;
+		}
+		t->drawn += r == 0;
+		if (r > 0)
+			break; /* no data is no data in either format */
+	}
+}
+
+/* File names keep letters, digits, '.', '-' and '_': a case name's '/' and '=' become '_'. */
+static void sanitise(const char *name, char *out, size_t n)
+{
+	size_t k = 0;
+	for (; *name && k + 1 < n; name++)
+		out[k++] = (*name >= 'a' && *name <= 'z') || (*name >= 'A' && *name <= 'Z') ||
+				   (*name >= '0' && *name <= '9') || *name == '.' || *name == '-' || *name == '_'
+			   ? *name
+			   : '_';
+	out[k] = 0;
+}
+
+static const char *base_name(const char *path, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s", path);
+	size_t len = strlen(buf);
+	while (len > 1 && buf[len - 1] == '/')
+		buf[--len] = 0;
+	char *s = strrchr(buf, '/');
+	return s ? s + 1 : buf;
+}
+
+static int check_setup(const char *plots_dir, const char *script, const char *out_dir, char *err, size_t errlen)
+{
+	char path[PLOT_PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", plots_dir, script);
+	if (access(path, R_OK)) {
+		set_err(err, errlen, "gnuplot script %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (mkdir_p(out_dir)) {
+		set_err(err, errlen, "cannot create plot folder %s: %s", out_dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int finish(const struct plot_tally *t, char *err, size_t errlen)
+{
+	if (!t->failed)
+		return 0;
+	if (t->failed == 1)
+		set_err(err, errlen, "%s", t->first);
+	else
+		set_err(err, errlen, "%d plots failed; the first: %s", t->failed, t->first);
+	return -1;
+}
+
+int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir, char *err, size_t errlen)
+{
+	static const struct tsv_want case_cols[] = {{"case", 0}, {"tokens_total", 8}, {"total_p50_us", 25}};
+	static const struct tsv_want sample_cols[] = {{"case", 0}, {"phase", 2}, {"us", 3}};
+	static const struct tsv_want rank_cols[] = {{"case", 0}, {"phase", 2}, {"p50_us", 3}};
+	char cases_tsv[PLOT_PATH_MAX], samples_tsv[PLOT_PATH_MAX], ranks_tsv[PLOT_PATH_MAX], idbuf[PLOT_PATH_MAX],
+		subtitle[512];
+	struct plot_cases c = {0};
+	struct plot_tally t = {0};
+	char *list = NULL;
+	int rc = -1;
+	if (!plots_dir)
+		plots_dir = moe_plot_scripts_dir();
+	if (check_setup(plots_dir, "latency.gp", out_dir, err, errlen))
+		return -1;
+	snprintf(cases_tsv, sizeof(cases_tsv), "%s/cases.tsv", run_dir);
+	snprintf(samples_tsv, sizeof(samples_tsv), "%s/samples.tsv", run_dir);
+	snprintf(ranks_tsv, sizeof(ranks_tsv), "%s/ranks.tsv", run_dir);
+	if (tsv_scan(cases_tsv, case_cols, 3, on_case_row, &c)) {
+		set_err(err, errlen, "%s: %s (not a moebench run folder?)", cases_tsv, strerror(errno));
+		goto out;
+	}
+	/* samples and ranks may be missing from an older run: their plots are skipped, the rest drawn */
+	if (tsv_scan(samples_tsv, sample_cols, 3, on_sample_row, &c))
+		moe_info("plot: %s: %s; no CDF", samples_tsv, strerror(errno));
+	if (tsv_scan(ranks_tsv, rank_cols, 3, on_rank_row, &c))
+		moe_info("plot: %s: %s; no per-rank maps", ranks_tsv, strerror(errno));
+	snprintf(subtitle, sizeof(subtitle), "run %s", base_name(run_dir, idbuf, sizeof(idbuf)));
+
+	const char *args[5] = {cases_tsv, NULL, NULL, subtitle, NULL};
+	if (c.latency_points)
+		draw(&t, plots_dir, "latency.gp", out_dir, "latency", args, 4);
+	else
+		moe_info("plot: no case with tokens and a total time: no latency plot");
+	if (c.n)
+		draw(&t, plots_dir, "phases.gp", out_dir, "phases", args, 4);
+
+	/* the CDF's cases as one word list for gnuplot's word(): quoted, so a name may hold spaces */
+	size_t cap = 1, len = 0;
+	int ncdf = 0;
+	for (int i = 0; i < c.n; i++)
+		cap += strlen(c.v[i].name) + 3;
+	list = moe_xmalloc(cap);
+	list[0] = 0;
+	for (int i = 0; i < c.n && ncdf < PLOT_MAX_CDF_CASES; i++) {
+		if (!c.v[i].has_samples)
+			continue;
+		if (strchr(c.v[i].name, '"')) {
+			moe_warn("plot: case %s: a '\"' in its name keeps it off the CDF", c.v[i].name);
+			continue;
+		}
+		len += (size_t)snprintf(list + len, cap - len, "%s\"%s\"", len ? " " : "", c.v[i].name);
+		ncdf++;
+	}
+	if (ncdf) {
+		const char *cargs[5] = {samples_tsv, NULL, NULL, list, subtitle};
+		draw(&t, plots_dir, "cdf.gp", out_dir, "cdf", cargs, 5);
+	}
+
+	int nmaps = 0;
+	for (int i = 0; i < c.n; i++) {
+		if (!c.v[i].has_ranks)
+			continue;
+		if (nmaps == PLOT_MAX_RANK_MAPS) {
+			moe_info("plot: per-rank maps for the first %d cases only", PLOT_MAX_RANK_MAPS);
+			break;
+		}
+		char stem[256] = "ranks-";
+		sanitise(c.v[i].name, stem + 6, sizeof(stem) - 6);
+		const char *rargs[5] = {ranks_tsv, NULL, NULL, c.v[i].name, subtitle};
+		draw(&t, plots_dir, "ranks.gp", out_dir, stem, rargs, 5);
+		nmaps++;
+	}
+	rc = finish(&t, err, errlen);
+out:
+	free(list);
+	cases_free(&c);
+	return rc;
+}
+
+int moe_plot_trend(const char *trend_tsv, const char *out_dir, const char *plots_dir, char *err, size_t errlen)
+{
+	static const struct tsv_want trend_cols[] = {{"phase", 3}, {"p50_us", 4}};
+	struct plot_cases c = {0};
+	struct plot_tally t = {0};
+	if (!plots_dir)
+		plots_dir = moe_plot_scripts_dir();
+	if (check_setup(plots_dir, "trend.gp", out_dir, err, errlen))
+		return -1;
+	if (tsv_scan(trend_tsv, trend_cols, 2, on_trend_row, &c)) {
+		set_err(err, errlen, "%s: %s", trend_tsv, strerror(errno));
+		return -1;
+	}
+	if (!c.any_phase) {
+		moe_info("plot: %s has no 'total' rows: no trend plot", trend_tsv);
+		return 0;
+	}
+	const char *args[3] = {trend_tsv, NULL, NULL};
+	draw(&t, plots_dir, "trend.gp", out_dir, "trend", args, 3);
+	return finish(&t, err, errlen);
+}
