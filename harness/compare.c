@@ -105,9 +105,6 @@ void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb,
 
 const char *moe_verdict(double p, double change_pct, double lo, double hi, const struct moe_compare_opts *o)
 {
-	/* a wide interval is no evidence either way, however small p is: runs that drift inside are noisy */
-	if ((hi - lo) * 100.0 > o->noise)
-		return "noisy";
 	int significant = p < o->alpha;
 	/* the whole interval must clear half the threshold, not just 1: a run-to-run drift of a percent
 	 * or two, which every shared machine has, is not a regression */
@@ -116,6 +113,9 @@ const char *moe_verdict(double p, double change_pct, double lo, double hi, const
 		return "slower";
 	if (significant && change_pct <= -o->threshold && hi < 1.0 - margin)
 		return "faster";
+	/* no shift shown; a wide interval means the runs could not have shown one */
+	if ((hi - lo) * 100.0 > o->noise)
+		return "noisy";
 	return "same";
 }
 
@@ -124,7 +124,8 @@ json_t *moe_env_fingerprint(json_t *run)
 	json_t *env = json_object_get(run, "env");
 	json_t *fp = json_object();
 	/* the commit is what a nightly comparison is about: it is not part of the environment */
-	static const char *const keys[] = {"host", "cpu", "ncpus", "kernel", "placement_summary", "gpu"};
+	static const char *const keys[] = {"host",   "cpu",	"ncpus",	  "kernel",	"placement_summary",
+					   "gpu",    "driver", "cuda_built", "nccl_built", "topology_digest"};
 	for (size_t i = 0; i < MOE_ARRAY_SIZE(keys); i++) {
 		json_t *v = json_object_get(env, keys[i]);
 		if (v)

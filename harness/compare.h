@@ -34,5 +34,6 @@ void moe_compare_print(FILE *f, json_t *report);
 /* The compare and history commands (history.c). */
 int moe_cmd_compare(int argc, char **argv);
 int moe_cmd_history(int argc, char **argv);
+int moe_cmd_report(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "compare.h"
 #include "moe.h"
+#include "plot.h"
 #include "results.h"
 
 static const char *schema =
@@ -79,8 +80,8 @@ static json_t *load_run(const char *what, const char *dbpath, char *err, size_t 
 		snprintf(path, sizeof(path), "%s", what);
 	json_error_t je;
 	json_t *j = json_load_file(path, 0, &je);
-	if (!j)
-		snprintf(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+	if (!j) /* jansson's text is at most 160 characters: keep room for it */
+		snprintf(err, errlen, "%.700s: %.160s (line %d)", path, je.text, je.line);
 	return j;
 }
 
@@ -269,8 +270,9 @@ static void usage_compare(FILE *f)
 		"                        [--json FILE] [--markdown FILE] [--db FILE]\n"
 		"BASE and NEW are results folders, run.json files, or history:RUN_ID / history:last-good.\n"
 		"Per case and phase: medians, change, Mann-Whitney U p-value, 95%% bootstrap interval of the ratio of\n"
-		"medians, and a verdict: noisy when the interval is wider than noise; else slower or faster when\n"
-		"p < alpha, |change| >= threshold and the whole interval clears 1 +- threshold/2; else same. Defaults: --phases total,\n"
+		"medians, and a verdict: slower or faster when p < alpha, |change| >= threshold and the whole\n"
+		"interval clears 1 +- threshold/2; else noisy when the interval is wider than noise; else same.\n"
+		"Defaults: --phases total,\n"
 		"--alpha 0.01, --threshold 3, --noise 20. Exit 1 when anything is slower.\n");
 }
 
@@ -279,7 +281,8 @@ static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
 	json_t *eb = json_object_get(base, "env"), *en = json_object_get(neww, "env");
 	fprintf(f, "# moebench comparison\n\n");
 	fprintf(f, "| | base | new |\n|---|---|---|\n");
-	static const char *const keys[] = {"run_id", "git_commit", "host", "cpu", "kernel", "date", "placement_summary"};
+	static const char *const keys[] = {"run_id", "git_commit", "host",	    "cpu", "kernel", "gpu", "driver",
+					   "date",   "topology",   "placement_summary"};
 	for (size_t i = 0; i < MOE_ARRAY_SIZE(keys); i++) {
 		json_t *a = json_object_get(eb, keys[i]), *b = json_object_get(en, keys[i]);
 		if (!i) {
@@ -306,15 +309,87 @@ static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
 	fprintf(f, "\n%d regression%s.\n", n, n == 1 ? "" : "s");
 }
 
+/* report: the comparison, the environment and the plots of NEW in one Markdown page. */
+static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, const char *md_path)
+{
+	char dir[1024], plots[1100], err[512];
+	snprintf(dir, sizeof(dir), "%s", md_path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, sizeof(dir), ".");
+	snprintf(plots, sizeof(plots), "%s/plots", dir);
+	int drew = new_dir && moe_plot_run(new_dir, plots, NULL, err, sizeof(err)) == 0;
+	if (new_dir && !drew)
+		fprintf(stderr, "moebench: report: plots not drawn: %s\n", err);
+	FILE *f = fopen(md_path, "w");
+	if (!f) {
+		fprintf(stderr, "moebench: report: cannot write %s\n", md_path);
+		return -1;
+	}
+	markdown(f, rep, base, neww);
+	if (drew) {
+		static const char *const names[] = {"latency", "phases", "cdf"};
+		fprintf(f, "\n## Plots of the new run\n\n");
+		for (size_t i = 0; i < MOE_ARRAY_SIZE(names); i++) {
+			char png[1200];
+			snprintf(png, sizeof(png), "%s/%s.png", plots, names[i]);
+			struct stat sb;
+			if (stat(png, &sb) == 0)
+				fprintf(f, "![%s](plots/%s.png)\n\n", names[i], names[i]);
+		}
+	}
+	fclose(f);
+	printf("# report: %s\n", md_path);
+	return 0;
+}
+
+int moe_cmd_report(int argc, char **argv)
+{
+	if (argc < 3 || !strcmp(argv[1], "--help")) {
+		fprintf(argc < 3 ? stderr : stdout,
+			"usage: moebench report BASE NEW [--out FILE.md] [compare options]\n"
+			"A Markdown page for a review: the environment of both runs, the comparison table (moebench\n"
+			"compare) and the plots of NEW, drawn next to the page (default report.md in NEW's folder).\n");
+		return argc < 3 ? MOE_EXIT_USAGE : 0;
+	}
+	/* compare's options, plus --out; the page is written by compare's --markdown path */
+	char **av = moe_xcalloc((size_t)argc + 3, sizeof(char *));
+	int ac = 0;
+	const char *out = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			out = argv[++i];
+		else
+			av[ac++] = argv[i];
+	}
+	char def[1100];
+	if (!out) {
+		struct stat sb;
+		if (stat(argv[2], &sb) == 0 && S_ISDIR(sb.st_mode))
+			snprintf(def, sizeof(def), "%s/report.md", argv[2]);
+		else
+			snprintf(def, sizeof(def), "report.md");
+		out = def;
+	}
+	av[ac++] = "--report-page";
+	av[ac++] = (char *)out;
+	int rc = moe_cmd_compare(ac, av);
+	free(av);
+	return rc;
+}
+
 int moe_cmd_compare(int argc, char **argv)
 {
 	struct moe_compare_opts o = {.alpha = 0.01, .threshold = 3.0, .noise = 20.0, .phases = "total"};
-	const char *json_out = NULL, *md_out = NULL, *db_path = "results/history.db";
+	const char *json_out = NULL, *md_out = NULL, *db_path = "results/history.db", *page = NULL;
 	static const struct option lo[] = {
 		{"phases", required_argument, NULL, 'p'}, {"alpha", required_argument, NULL, 'a'},
 		{"threshold", required_argument, NULL, 't'}, {"noise", required_argument, NULL, 'n'},
 		{"force", no_argument, NULL, 'f'}, {"json", required_argument, NULL, 'j'},
 		{"markdown", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
+		{"report-page", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
@@ -328,6 +403,7 @@ int moe_cmd_compare(int argc, char **argv)
 		case 'j': json_out = optarg; break;
 		case 'm': md_out = optarg; break;
 		case 'd': db_path = optarg; break;
+		case 'R': page = optarg; break;
 		case 'h': usage_compare(stdout); return 0;
 		default: usage_compare(stderr); return MOE_EXIT_USAGE;
 		}
@@ -358,6 +434,14 @@ int moe_cmd_compare(int argc, char **argv)
 			fclose(f);
 		} else
 			fprintf(stderr, "moebench: compare: cannot write %s\n", md_out);
+	}
+	if (page) {
+		struct stat sb;
+		const char *nd = stat(argv[optind + 1], &sb) == 0 && S_ISDIR(sb.st_mode) ? argv[optind + 1] : NULL;
+		if (report(rep, base, neww, nd, page)) {
+			rc = MOE_EXIT_FAIL;
+			goto out;
+		}
 	}
 	rc = json_integer_value(json_object_get(rep, "regressions")) ? MOE_EXIT_FAIL : MOE_EXIT_OK;
 out:

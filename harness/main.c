@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <getopt.h>
+#include <glob.h>
 #include <hwloc.h>
 #include <jansson.h>
 #include <papi.h>
@@ -16,6 +17,9 @@
 
 #include "calibrate.h"
 #ifdef MOE_HAVE_CUDA_BACKEND
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
 #include "cuda_iface.h"
 #endif
 #include "compare.h"
@@ -56,6 +60,7 @@ static void usage(FILE *f)
 		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression\n"
 		"                      (moebench compare --help)\n"
 		"  history record|list|trend   the SQLite history of runs (moebench history --help)\n"
+		"  report BASE NEW     a Markdown page for a review: environment, comparison, plots\n"
 		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
 		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
 		"  plot RUN_DIR... [--out DIR]  draw a run's results with gnuplot, PNG and SVG: latency,\n"
@@ -462,6 +467,62 @@ static void on_signal(int sig)
 	moe_interrupted = 1;
 }
 
+/* The first line of a file (driver version, GPU model), or "" */
+static void first_line(const char *path, const char *prefix, char *out, size_t len)
+{
+	out[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof(line), f))
+		if (!prefix || !strncmp(line, prefix, strlen(prefix))) {
+			const char *v = prefix ? line + strlen(prefix) : line;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			snprintf(out, len, "%s", v);
+			out[strcspn(out, "\n")] = 0;
+			break;
+		}
+	fclose(f);
+}
+
+/* What a comparison needs to know about the machine: GPUs (read from the driver's /proc files, so the
+ * launcher still never initialises CUDA), library versions, and a digest of the hwloc topology. */
+static void env_machine(json_t *env, hwloc_topology_t topo, int ngpus)
+{
+	char model[256] = "", driver[256] = "", gpu[320];
+	first_line("/proc/driver/nvidia/version", "NVRM version:", driver, sizeof(driver));
+	glob_t g;
+	if (glob("/proc/driver/nvidia/gpus/*/information", 0, NULL, &g) == 0) {
+		if (g.gl_pathc)
+			first_line(g.gl_pathv[0], "Model:", model, sizeof(model));
+		globfree(&g);
+	}
+	snprintf(gpu, sizeof(gpu), "%d x %s", ngpus, ngpus ? (model[0] ? model : "NVIDIA GPU") : "none");
+	json_object_set_new(env, "gpu", json_string(gpu));
+	json_object_set_new(env, "driver", json_string(driver));
+#ifdef MOE_HAVE_CUDA_BACKEND
+	char v[32];
+	snprintf(v, sizeof(v), "%d.%d", CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+	json_object_set_new(env, "cuda_built", json_string(v));
+	snprintf(v, sizeof(v), "%d.%d.%d", NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH);
+	json_object_set_new(env, "nccl_built", json_string(v));
+#endif
+	/* structure only: memory sizes change while a VM runs (some grow their RAM on use) */
+	char shape[256];
+	snprintf(shape, sizeof(shape), "packages=%d numa=%d cores=%d pus=%d gpus=%d",
+		 hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE), hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE),
+		 hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE), hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU), ngpus);
+	json_object_set_new(env, "topology", json_string(shape));
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const char *q = shape; *q; q++)
+		h = (h ^ (unsigned char)*q) * 0x100000001b3ull;
+	char d[24];
+	snprintf(d, sizeof(d), "%016llx", (unsigned long long)h);
+	json_object_set_new(env, "topology_digest", json_string(d));
+}
+
 static json_t *env_json(int argc, char **argv)
 {
 	struct utsname u;
@@ -516,6 +577,7 @@ static int cmd_run(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
+	int ngpus = 0;
 	if (prepare(argc, argv, &o, &cases))
 		return MOE_EXIT_USAGE;
 	if (!cases.n) {
@@ -543,6 +605,7 @@ static int cmd_run(int argc, char **argv)
 			return MOE_EXIT_USAGE;
 		}
 		resolve_auto(&cases, probe.ngpus);
+		ngpus = probe.ngpus;
 		moe_plan_free(&probe);
 	}
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -566,6 +629,7 @@ static int cmd_run(int argc, char **argv)
 		return MOE_EXIT_USAGE;
 	}
 	json_t *run = json_object(), *env = env_json(argc, argv), *jcases = json_array();
+	env_machine(env, topo, ngpus);
 	{
 		char cpath[4096];
 		snprintf(cpath, sizeof(cpath), "%s/calibration.json", o.out_dir);
@@ -601,9 +665,13 @@ static int cmd_run(int argc, char **argv)
 				moe_results_header(out, env);
 			printed_header = 1;
 		}
-		if (isatty(STDERR_FILENO) && !o.quiet)
-			fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed\033[K", i + 1, cases.n, c->name,
-				(moe_now_us() - t0) * 1e-6);
+		if (isatty(STDERR_FILENO) && !o.quiet) {
+			double el = (moe_now_us() - t0) * 1e-6;
+			char eta[64] = "";
+			if (i > 0) /* the cases so far, extrapolated */
+				snprintf(eta, sizeof(eta), ", about %.0f s to go", el / i * (cases.n - i));
+			fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed%s\033[K", i + 1, cases.n, c->name, el, eta);
+		}
 		json_t *cj;
 		int r = moe_launch_case(c, topo, &plan, &o, exe, &cj);
 		if (isatty(STDERR_FILENO) && !o.quiet)
@@ -699,6 +767,8 @@ int main(int argc, char **argv)
 		return moe_cmd_compare(argc - 1, argv + 1);
 	if (!strcmp(cmd, "history"))
 		return moe_cmd_history(argc - 1, argv + 1);
+	if (!strcmp(cmd, "report"))
+		return moe_cmd_report(argc - 1, argv + 1);
 	if (!strcmp(cmd, "calibrate"))
 		return cmd_calibrate(argc - 1, argv + 1);
 	if (!strcmp(cmd, "plot"))
