@@ -47,10 +47,9 @@ void moe_counters_start(struct moe_counters *c)
 void moe_counters_delta(struct moe_counters *c, long long *out)
 {
 	long long v[MOE_MAX_EVENTS] = {0};
-	if (!c->available || PAPI_read(c->eventset, v) != PAPI_OK) {
-		memset(out, 0, sizeof(long long) * MOE_MAX_EVENTS);
+	memset(out, 0, sizeof(long long) * MOE_MAX_EVENTS); /* entries past the events in use stay zero */
+	if (!c->available || PAPI_read(c->eventset, v) != PAPI_OK)
 		return;
-	}
 	for (int i = 0; i < c->nevents; i++) {
 		out[i] = v[i] - c->last[i];
 		c->last[i] = v[i];
