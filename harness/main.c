@@ -87,8 +87,8 @@ static void usage(FILE *f)
 		"  -q, --quiet         no table on stdout\n"
 		"  -v, --verbose       more messages on stderr (repeatable)\n"
 		"test aids (documented so that tests can plant faults; not for measurements):\n"
-		"  --inject-fault RANK:PHASE:KIND   make RANK crash, hang or exit when it enters PHASE\n"
-		"                                   (KIND crash|hang|exit; PHASE setup|route|dispatch|expert|combine|verify)\n"
+		"  --inject-fault RANK:PHASE:KIND   make RANK crash, hang, exit or run out of memory when it enters PHASE\n"
+		"                                   (KIND crash|hang|exit|oom; PHASE setup|route|dispatch|expert|combine|verify)\n"
 		"  --inject-corrupt RANK:TOKEN:COL  flip one bit of RANK's output before it is verified\n"
 		"  --inject-delay PHASE:US          every rank spends US more microseconds in PHASE, every iteration\n"
 		"                                   (host backend; to check that compare flags a slowdown)\n"
@@ -180,8 +180,8 @@ static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
 		case OPT_INJECT: {
 			char ph[32] = "", kind[16] = "";
 			if (sscanf(optarg, "%d:%31[^:]:%15s", &o->inject_rank, ph, kind) != 3 || o->inject_rank < 0 ||
-			    (strcmp(kind, "crash") && strcmp(kind, "hang") && strcmp(kind, "exit"))) {
-				fprintf(stderr, "moebench: --inject-fault %s: expected RANK:PHASE:crash|hang|exit\n", optarg);
+			    (strcmp(kind, "crash") && strcmp(kind, "hang") && strcmp(kind, "exit") && strcmp(kind, "oom"))) {
+				fprintf(stderr, "moebench: --inject-fault %s: expected RANK:PHASE:crash|hang|exit|oom\n", optarg);
 				return -1;
 			}
 			int known = 0;

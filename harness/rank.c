@@ -27,7 +27,7 @@
 #include "transport.h"
 #include "workload.h"
 
-enum inject_kind { INJ_NONE, INJ_CRASH, INJ_HANG, INJ_EXIT };
+enum inject_kind { INJ_NONE, INJ_CRASH, INJ_HANG, INJ_EXIT, INJ_OOM };
 
 struct rank_run {
 	struct moe_params p;
@@ -73,6 +73,27 @@ static void inject_fault(enum inject_kind k)
 		for (;;)
 			pause();
 	case INJ_EXIT: _exit(9);
+	case INJ_OOM: {
+		/* run out of memory for real, but only of the little this process is allowed: a cap just above
+		 * what it has keeps the planted fault from pushing the machine itself into the OOM killer */
+		long pages = 0, page = sysconf(_SC_PAGESIZE);
+		FILE *f = fopen("/proc/self/statm", "r");
+		if (f) {
+			if (fscanf(f, "%ld", &pages) != 1)
+				pages = 0;
+			fclose(f);
+		}
+		struct rlimit rl = {(rlim_t)pages * (rlim_t)page + (64u << 20), (rlim_t)pages * (rlim_t)page + (64u << 20)};
+		setrlimit(RLIMIT_AS, &rl);
+		for (;;) {
+			char *p = malloc(4u << 20);
+			if (!p) {
+				moe_err("out of memory (planted by --inject-fault)");
+				abort();
+			}
+			memset(p, 1, 4u << 20);
+		}
+	}
 	default: break;
 	}
 }
@@ -163,7 +184,10 @@ static int parse_case(struct rank_run *r, char *text)
 					for (int i = 0; i < MOE_PH_COUNT; i++)
 						if (!strcmp(moe_phase_name(i), ph))
 							r->inject_phase = i;
-					r->inject = !strcmp(kind, "crash") ? INJ_CRASH : !strcmp(kind, "hang") ? INJ_HANG : INJ_EXIT;
+					r->inject = !strcmp(kind, "crash")  ? INJ_CRASH
+						    : !strcmp(kind, "hang") ? INJ_HANG
+						    : !strcmp(kind, "oom")  ? INJ_OOM
+									    : INJ_EXIT;
 				}
 			} else if (!strcmp(k, "delay")) {
 				char ph[64];

@@ -1,6 +1,7 @@
 /* Scenario parsing (libinih) and expansion of sweeps into cases; every error names file, line and key. */
 #include "scenario.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <libgen.h>
@@ -54,6 +55,10 @@ static void add_section(struct parse_state *ps, const char *name)
 	ps->sec[ps->nsec++].line = ps->lineno;
 }
 
+/* inih keeps at most this many bytes of a section name, untrimmed (MAX_SECTION in its ini.c, NUL included):
+ * a longer name would reach the handler cut short and its keys would match no case. */
+#define INIH_MAX_SECTION 50
+
 /* Line reader for inih that counts lines and sees section headers (so empty and repeated sections,
  * which inih does not report, are found, and each case knows its header line). */
 static char *reader(char *str, int num, void *stream)
@@ -64,11 +69,14 @@ static char *reader(char *str, int num, void *stream)
 		return r;
 	ps->lineno++;
 	const char *s = str;
-	while (*s == ' ' || *s == '\t')
+	/* see the line as inih does: a UTF-8 BOM on line 1 and any isspace() before '[' are skipped */
+	if (ps->lineno == 1 && !strncmp(s, "\xEF\xBB\xBF", 3))
+		s += 3;
+	while (isspace((unsigned char)*s))
 		s++;
 	if (*s == '[') {
 		const char *e = strchr(s, ']');
-		if (e && (size_t)(e - s - 1) < MOE_NAME_MAX - 64) {
+		if (e && (size_t)(e - s - 1) < INIH_MAX_SECTION) {
 			char name[MOE_NAME_MAX];
 			const char *a = s + 1;
 			while (*a == ' ' || *a == '\t')
@@ -87,7 +95,7 @@ static char *reader(char *str, int num, void *stream)
 		} else if (e) {
 			if (!ps->failed)
 				snprintf(ps->err, sizeof(ps->err), "%s:%d: section name longer than %d characters", ps->path,
-					 ps->lineno, MOE_NAME_MAX - 64);
+					 ps->lineno, INIH_MAX_SECTION - 1);
 			ps->failed = 1;
 		}
 	}
@@ -123,6 +131,24 @@ static int handler(void *user, const char *section, const char *name, const char
 	}
 	if (!name) /* a section header alone (INI_CALL_HANDLER_ON_NEW_SECTION builds) */
 		return 1;
+	/* inih passes "[ a ]" as " a "; the reader recorded it trimmed, as "a" */
+	char sec[MOE_NAME_MAX];
+	while (*section == ' ' || *section == '\t')
+		section++;
+	size_t sl = strlen(section);
+	while (sl && (section[sl - 1] == ' ' || section[sl - 1] == '\t'))
+		sl--;
+	snprintf(sec, sizeof(sec), "%.*s", (int)sl, section);
+	section = sec;
+	int known = 0;
+	for (int i = 0; i < ps->nsec && !known; i++)
+		known = !strcmp(ps->sec[i].name, section);
+	if (!known) { /* never expected: a key whose section no case would see must not be dropped silently */
+		snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': section [%s] not recognised", ps->path, ps->lineno,
+			 name, section);
+		ps->failed = 1;
+		return 0;
+	}
 	if (!moe_opt_find(name)) {
 		snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': unknown key (moebench help keys lists them)", ps->path,
 			 ps->lineno, name);
@@ -198,6 +224,28 @@ static void where(char *buf, size_t len, const char *path, const struct entry *e
 		snprintf(buf, len, "--set %s", e->key);
 }
 
+/* A relative trace path resolves against the scenario's folder and must stay inside it (an absolute path
+ * is the user's explicit choice). Returns 0 when fine, else -1 with the reason. */
+static int trace_outside(const struct moe_params *p, char *err, size_t errlen)
+{
+	const char *t = p->routing.trace;
+	if (t[0] == '/')
+		return 0;
+	char joined[2 * MOE_PATH_MAX + 2], real[PATH_MAX];
+	snprintf(joined, sizeof(joined), "%s/%s", p->base_dir, t);
+	if (!realpath(joined, real)) {
+		snprintf(err, errlen, "trace file '%.200s' (in %.200s): %s", t, p->base_dir, strerror(errno));
+		return -1;
+	}
+	size_t n = strlen(p->base_dir);
+	if (strncmp(real, p->base_dir, n) || (real[n] != '/' && real[n] != 0)) {
+		snprintf(err, errlen, "trace file '%.200s' resolves outside the scenario's folder %.200s; give an absolute path to mean it",
+			 t, p->base_dir);
+		return -1;
+	}
+	return 0;
+}
+
 /* Expand one section: the merged entries (global, then section, then --set), each possibly swept. */
 static int expand(const char *path, const char *base_dir, const struct sections *sec, struct entry **m, int nm,
 		  struct moe_caselist *out, char *err, size_t errlen)
@@ -250,6 +298,15 @@ static int expand(const char *path, const char *base_dir, const struct sections 
 			goto out;
 		}
 		char key[64], e2[512];
+		if (c.p.routing.kind == MOE_ROUTE_TRACE && trace_outside(&c.p, e2, sizeof(e2))) {
+			char w[MOE_PATH_MAX + 32];
+			snprintf(w, sizeof(w), "%s:%d", path, sec->line);
+			for (int i = 0; i < nm; i++)
+				if (!strcmp(m[i]->key, "routing"))
+					where(w, sizeof(w), path, m[i]);
+			snprintf(err, errlen, "%s: key 'routing': %s (case %s)", w, e2, c.name);
+			goto out;
+		}
 		if (moe_params_validate(&c.p, key, sizeof(key), e2, sizeof(e2))) {
 			char w[MOE_PATH_MAX + 32];
 			snprintf(w, sizeof(w), "%s:%d", path, sec->line);
