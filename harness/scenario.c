@@ -238,7 +238,7 @@ static int trace_outside(const struct moe_params *p, char *err, size_t errlen)
 		return -1;
 	}
 	size_t n = strlen(p->base_dir);
-	if (strncmp(real, p->base_dir, n) || (real[n] != '/' && real[n] != 0)) {
+	if (n > 1 && (strncmp(real, p->base_dir, n) || (real[n] != '/' && real[n] != 0))) { /* "/" holds everything */
 		snprintf(err, errlen, "trace file '%.200s' resolves outside the scenario's folder %.200s; give an absolute path to mean it",
 			 t, p->base_dir);
 		return -1;
@@ -263,8 +263,9 @@ static int expand(const char *path, const char *base_dir, const struct sections 
 			goto out;
 		}
 		combos *= nv[i];
-		if (combos > 100000) {
-			snprintf(err, errlen, "%s:%d: section [%s] expands to more than 100000 cases", path, sec->line, sec->name);
+		if (out->n + combos > 100000) { /* per file: a cap per section would not bound a file of many sections */
+			snprintf(err, errlen, "%s:%d: section [%s] expands to more than 100000 cases%s", path, sec->line, sec->name,
+				 out->n ? " (with the sections before it)" : "");
 			goto out;
 		}
 	}
