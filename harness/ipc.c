@@ -8,6 +8,7 @@
 #include "../kernels/cuda_iface.h"
 #include "boot.h"
 #include "moe.h"
+#include "cudacheck.h"
 #include "shmctl.h"
 
 struct ipc_impl {
@@ -46,19 +47,11 @@ int moe_shmc_cuda_open(struct moe_comm **out, const struct moe_comm_info *info, 
 	return MOE_OK;
 }
 
-#define CU(call)                                                                                        \
-	do {                                                                                            \
-		cudaError_t e_ = (call);                                                                \
-		if (e_ != cudaSuccess) {                                                                \
-			moe_err("%s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
-			return MOE_ERR_SYSTEM;                                                          \
-		}                                                                                       \
-	} while (0)
 
 static int ipc_copy(struct moe_comm *c, void *dst, const void *src, size_t n)
 {
 	struct ipc_impl *im = c->impl;
-	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, (cudaStream_t)im->link.stream));
+	MOE_CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, (cudaStream_t)im->link.stream));
 	return MOE_OK;
 }
 
@@ -71,22 +64,22 @@ static int ipc_accumulate(struct moe_comm *c, float *dst, const float *src, size
 static int ipc_settle(struct moe_comm *c)
 {
 	struct ipc_impl *im = c->impl;
-	CU(cudaStreamSynchronize((cudaStream_t)im->link.stream));
+	MOE_CU(cudaStreamSynchronize((cudaStream_t)im->link.stream));
 	return MOE_OK;
 }
 
 static int ipc_read(struct moe_comm *c, void *dst, const void *src, size_t n)
 {
 	struct ipc_impl *im = c->impl;
-	CU(cudaSetDevice(im->link.gpu)); /* the calling thread may be new to CUDA */
-	CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, im->read_stream));
+	MOE_CU(cudaSetDevice(im->link.gpu)); /* the calling thread may be new to CUDA */
+	MOE_CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, im->read_stream));
 	return MOE_OK;
 }
 
 static int ipc_fence(struct moe_comm *c)
 {
 	struct ipc_impl *im = c->impl;
-	CU(cudaStreamSynchronize(im->read_stream));
+	MOE_CU(cudaStreamSynchronize(im->read_stream));
 	return MOE_OK;
 }
 
@@ -100,10 +93,10 @@ static int ipc_init(struct moe_comm **out, const struct moe_comm_info *info)
 	cudaIpcMemHandle_t *all = calloc((size_t)info->nranks, sizeof(*all));
 	if (!all)
 		return MOE_ERR_NOMEM;
-	CU(cudaStreamCreateWithFlags(&im->read_stream, cudaStreamNonBlocking));
-	CU(cudaMalloc((void **)&im->heap, info->heap_per_rank ? info->heap_per_rank : 256));
+	MOE_CU(cudaStreamCreateWithFlags(&im->read_stream, cudaStreamNonBlocking));
+	MOE_CU(cudaMalloc((void **)&im->heap, info->heap_per_rank ? info->heap_per_rank : 256));
 	cudaIpcMemHandle_t mine;
-	CU(cudaIpcGetMemHandle(&mine, im->heap));
+	MOE_CU(cudaIpcGetMemHandle(&mine, im->heap));
 	if (moe_boot_allgather(info->boot_fd, &mine, sizeof(mine), all, info->nranks)) {
 		moe_err("ipc transport: exchanging IPC handles through the launcher failed");
 		free(all);

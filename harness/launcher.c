@@ -198,14 +198,8 @@ static void aggregate(json_t *cj, struct rank_proc *rp, int n, const struct moe_
 	double slow_p50 = -1;
 	json_int_t logical = 0, wire = 0, fetched = 0;
 	for (int r = 0; r < n; r++) {
-		json_t *a = json_object_get(json_object_get(rp[r].result, "samples_us"), "total");
-		size_t m = json_array_size(a);
-		double *v = moe_xcalloc(m, sizeof(double));
-		for (size_t i = 0; i < m; i++)
-			v[i] = json_real_value(json_array_get(a, i));
 		struct moe_summary s;
-		moe_summarize(v, m, &s);
-		free(v);
+		moe_summarize_json(json_object_get(json_object_get(rp[r].result, "samples_us"), "total"), &s);
 		if (s.p50 > slow_p50) {
 			slow_p50 = s.p50;
 			slow = r;

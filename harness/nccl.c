@@ -9,6 +9,7 @@
 #include "../kernels/cuda_iface.h"
 #include "boot.h"
 #include "moe.h"
+#include "cudacheck.h"
 #include "shmctl.h"
 
 struct nccl_impl {
@@ -27,14 +28,6 @@ struct nccl_impl {
 			moe_err("%s failed: %s (%s:%d)", #call, ncclGetErrorString(r_), __FILE__, __LINE__); \
 			return MOE_ERR_SYSTEM;                                                            \
 		}                                                                                         \
-	} while (0)
-#define CU(call)                                                                                        \
-	do {                                                                                            \
-		cudaError_t e_ = (call);                                                                \
-		if (e_ != cudaSuccess) {                                                                \
-			moe_err("%s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
-			return MOE_ERR_SYSTEM;                                                          \
-		}                                                                                       \
 	} while (0)
 
 static int nccl_copy(struct moe_comm *c, void *dst, const void *src, size_t n)
@@ -55,7 +48,7 @@ static int nccl_accumulate(struct moe_comm *c, float *dst, const float *src, siz
 static int nccl_settle(struct moe_comm *c)
 {
 	struct nccl_impl *im = c->impl;
-	CU(cudaStreamSynchronize((cudaStream_t)im->link.stream));
+	MOE_CU(cudaStreamSynchronize((cudaStream_t)im->link.stream));
 	return MOE_OK;
 }
 
@@ -166,7 +159,7 @@ static int nccl_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const 
 	if (need > im->tmp_cap) {
 		cudaFree(im->tmp);
 		im->tmp = NULL;
-		CU(cudaMalloc((void **)&im->tmp, need));
+		MOE_CU(cudaMalloc((void **)&im->tmp, need));
 		im->tmp_cap = need;
 	}
 	NC(ncclGroupStart());
@@ -179,7 +172,7 @@ static int nccl_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const 
 	NC(ncclGroupEnd());
 	if (!cnt)
 		return MOE_OK;
-	CU(cudaMemcpyAsync(recvbuf, im->tmp, cnt * sizeof(float), cudaMemcpyDeviceToDevice, (cudaStream_t)im->link.stream));
+	MOE_CU(cudaMemcpyAsync(recvbuf, im->tmp, cnt * sizeof(float), cudaMemcpyDeviceToDevice, (cudaStream_t)im->link.stream));
 	for (int m = 1; m < n; m++)
 		MOE_CHECK(moe_cuda_accumulate_f32(im->link.dev, recvbuf, im->tmp + (size_t)m * cnt, (int64_t)cnt));
 	return MOE_OK;

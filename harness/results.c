@@ -144,15 +144,10 @@ int moe_results_write(const char *dir, json_t *run)
 			json_t *rarr;
 			json_object_foreach(json_object_get(rj, "samples_us"), rpk, rarr)
 			{
-				size_t m = json_array_size(rarr);
-				if (!m)
+				if (!json_array_size(rarr))
 					continue;
-				double *v = moe_xcalloc(m, sizeof(double));
-				for (size_t q = 0; q < m; q++)
-					v[q] = json_number_value(json_array_get(rarr, q));
 				struct moe_summary su;
-				moe_summarize(v, m, &su);
-				free(v);
+				moe_summarize_json(rarr, &su);
 				sb_printf(&rk, "%s\t%lld\t%s\t%.3f\n", name, (long long)json_integer_value(json_object_get(rj, "rank")),
 					  rpk, su.p50);
 			}

@@ -48,3 +48,15 @@ void moe_summarize(const double *v, size_t n, struct moe_summary *s)
 	s->stdev = n > 1 ? sqrt(ss / (double)(n - 1)) : 0.0;
 	free(c);
 }
+
+void moe_summarize_json(const json_t *array, struct moe_summary *s)
+{
+	size_t n = json_array_size(array);
+	double *v = malloc((n ? n : 1) * sizeof(double));
+	if (!v)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_number_value(json_array_get(array, i));
+	moe_summarize(v, n, s);
+	free(v);
+}

@@ -13,4 +13,8 @@ struct moe_summary {
 void moe_summarize(const double *v, size_t n, struct moe_summary *s);
 double moe_percentile_sorted(const double *sorted, size_t n, double q);
 
+#include <jansson.h>
+/* Summary of a JSON array of numbers (run.json's samples). */
+void moe_summarize_json(const json_t *array, struct moe_summary *s);
+
 #endif
