@@ -160,5 +160,4 @@ const struct moe_strategy_ops moe_strategy_agrs = {
 	.setup = agrs_setup,
 	.layer = agrs_layer,
 	.teardown = agrs_teardown,
-	.sum_by_rank = 1,
 };

@@ -99,8 +99,6 @@ struct moe_strategy_ops {
 	/* Build this rank's expert weights into ctx->lw (optional: NULL keeps the default, where rank r holds
 	 * experts [r*E/ep, (r+1)*E/ep) in backend memory). Called before setup. */
 	int (*load_weights)(struct moe_ctx *ctx);
-	/* Which global-order sum the combine performs, for the oracle's exact mirror. */
-	int sum_by_rank;
 	/* One layer over the n rows this rank dispatches: routing given (d_idx, d_w: n x K), output y (n x H).
 	 * Runs the dispatch, expert and combine phases. base (n x H fp32) is added to the result, or NULL. */
 	int (*layer)(struct moe_ctx *ctx, int layer, const moe_bf16 *d_x, int64_t n, const int32_t *d_idx,
