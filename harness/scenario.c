@@ -231,14 +231,30 @@ static int trace_outside(const struct moe_params *p, char *err, size_t errlen)
 	const char *t = p->routing.trace;
 	if (t[0] == '/')
 		return 0;
+	/* Lexical check first, so a path climbing out is named as such whether or not its target exists. */
+	int depth = 0;
+	for (const char *c = t; *c;) {
+		size_t len = strcspn(c, "/");
+		if (len == 2 && c[0] == '.' && c[1] == '.')
+			depth--;
+		else if (len && !(len == 1 && c[0] == '.'))
+			depth++;
+		if (depth < 0)
+			break;
+		c += len;
+		c += strspn(c, "/");
+	}
 	char joined[2 * MOE_PATH_MAX + 2], real[PATH_MAX];
+	size_t n = strlen(p->base_dir);
+	if (depth < 0 && n > 1)
+		goto outside;
 	snprintf(joined, sizeof(joined), "%s/%s", p->base_dir, t);
 	if (!realpath(joined, real)) {
 		snprintf(err, errlen, "trace file '%.200s' (in %.200s): %s", t, p->base_dir, strerror(errno));
 		return -1;
 	}
-	size_t n = strlen(p->base_dir);
 	if (n > 1 && (strncmp(real, p->base_dir, n) || (real[n] != '/' && real[n] != 0))) { /* "/" holds everything */
+	outside:
 		snprintf(err, errlen, "trace file '%.200s' resolves outside the scenario's folder %.200s; give an absolute path to mean it",
 			 t, p->base_dir);
 		return -1;
