@@ -110,6 +110,11 @@ static void child(const char *exe, int rank, int nranks, int sock, int shm, pid_
 		setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);
 		snprintf(v, sizeof(v), "%d", plan->ranks[rank].gpu);
 		setenv("MOEBENCH_GPU", v, 1);
+		int sharers = 0; /* ranks placed on this GPU: the memory preflight counts them all */
+		for (int i = 0; i < nranks; i++)
+			sharers += plan->ranks[i].gpu == plan->ranks[rank].gpu;
+		snprintf(v, sizeof(v), "%d", sharers);
+		setenv("MOEBENCH_GPU_RANKS", v, 1);
 	}
 	execl(exe, "moebench", "__rank", (char *)NULL);
 	fprintf(stderr, "moebench: rank %d: exec %s: %s\n", rank, exe, strerror(errno));

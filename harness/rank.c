@@ -33,6 +33,7 @@ struct rank_run {
 	struct moe_params p;
 	struct moe_ctx ctx;
 	int boot_fd;
+	double mem_estimate; /* the preflight's lower bound of this rank's backend memory, bytes */
 	char name[MOE_NAME_MAX];
 	int inject_phase;
 	enum inject_kind inject;
@@ -440,6 +441,31 @@ static int send_error(int fd, const char *fmt, ...)
 
 #define dalloc(ctx, elems, size) MOE_WS((ctx), 0, (size_t)((elems) > 0 ? (elems) : 1) * (size))
 
+/* Refuse, before anything is allocated, a case whose lower-bound footprint (weights, the symmetric heap,
+ * each layer's input and output) times the ranks sharing this memory exceeds the memory itself. What slips
+ * past the estimate is still caught when an allocation fails during setup. */
+static int preflight(struct rank_run *r, size_t heap)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	if (!ctx->be->mem_total)
+		return MOE_OK;
+	size_t total = ctx->be->mem_total(ctx->dev);
+	const char *e = getenv("MOEBENCH_GPU_RANKS");
+	int sharers = !strcmp(ctx->be->name, "host") ? ctx->nranks : e && atoi(e) > 0 ? atoi(e) : 1;
+	double w = (double)moe_weights_bytes(p, ctx->nranks), act = 2.0 * 2 * (double)p->layers * (double)r->T * (double)p->hidden;
+	double need = w + (double)heap + act;
+	r->mem_estimate = need;
+	if (!total || need * sharers <= (double)total)
+		return MOE_OK;
+	const double g = 1024.0 * 1024 * 1024;
+	send_error(r->boot_fd,
+		   "the case cannot fit in %s memory: it needs at least %.2f GiB per rank (weights %.2f, symmetric heap %.2f, "
+		   "activations %.2f) x %d rank%s sharing %.2f GiB; use fewer tokens, layers, experts per rank or a smaller model",
+		   ctx->be->name, need / g, w / g, (double)heap / g, act / g, sharers, sharers == 1 ? "" : "s", total / g);
+	return MOE_EXIT_USAGE;
+}
+
 static int alloc_layers(struct rank_run *r)
 {
 	struct moe_ctx *ctx = &r->ctx;
@@ -593,6 +619,8 @@ int moe_rank_main(void)
 		.heap_per_rank = st->sym_bytes(p, ctx->max_rows, ctx->sum_rows) + moe_partition_sym_bytes(p, ctx->tokens),
 		.be = ctx->be, .dev = ctx->dev,
 	};
+	if ((rc = preflight(r, ci.heap_per_rank)) != MOE_OK)
+		return rc;
 	if ((rc = ctx->xp->init(&ctx->comm, &ci)) != MOE_OK)
 		return send_error(r->boot_fd, "transport %s init failed (status %d)", ctx->xp->name, rc), MOE_EXIT_RANK;
 	if ((rc = st->load_weights ? st->load_weights(ctx) : moe_weights_default(ctx)) || (rc = alloc_layers(r)) ||
@@ -704,6 +732,7 @@ int moe_rank_main(void)
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	json_object_set_new(res, "peak_rss_kib", json_integer(ru.ru_maxrss));
+	json_object_set_new(res, "memory_estimate_bytes", json_integer((json_int_t)r->mem_estimate));
 #ifdef MOE_HAVE_CUDA_BACKEND
 	if (!strcmp(ctx->be->name, "cuda"))
 		json_object_set_new(res, "peak_device_bytes", json_integer((json_int_t)moe_cuda_peak_bytes(ctx->dev)));

@@ -64,6 +64,9 @@ struct moe_ctx {
  * arrays allocated, empty); the default loader adds the DP-to-EP experts; upload generates one block. */
 int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weights *lw);
 int moe_weights_default(struct moe_ctx *ctx);
+/* Lower bound of the bytes one rank's weights take in backend memory outside the symmetric heap (the
+ * memory preflight adds the heap and the activations). */
+size_t moe_weights_bytes(const struct moe_params *p, int nranks);
 int moe_weights_upload(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
 		       int64_t cols, void *d_dst);
 

@@ -64,6 +64,20 @@ int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weig
 	return MOE_OK;
 }
 
+size_t moe_weights_bytes(const struct moe_params *p, int nranks)
+{
+	double E = (double)p->experts, H = (double)p->hidden, F = (double)p->ffn, b = 0;
+	b += E * H * 2 + (p->route_bias ? E * 4 : 0); /* gate (and bias) */
+	if (p->expert == MOE_EXPERT_SWIGLU) {
+		double mat = F * H * 2;
+		b += 3 * mat * (double)p->shared_experts;
+		if (p->strategy != MOE_STRAT_DWDP)
+			b += 3 * mat * E / nranks; /* this rank's experts (dwdp keeps its own in the heap) */
+	}
+	double total = b * (double)p->layers;
+	return total > 1e18 ? (size_t)1e18 : (size_t)total;
+}
+
 int moe_weights_default(struct moe_ctx *ctx)
 {
 	const struct moe_params *p = ctx->p;

@@ -577,13 +577,9 @@ static unsigned ew_grid(int64_t n)
 	return (unsigned)(b < 1 ? 1 : b > 65535 * 8 ? 65535 * 8 : b);
 }
 
-/* One grouped GEMM over the experts with rows: C_j (rows_j x N) = A_j (rows_j x Kd) . W_j^T, W_j row-major N x Kd. */
-static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldcv, const void *const *hA,
-		   const void *const *hW, void *const *hC)
+/* The device pointer arrays [W | A | C] of a batched or grouped GEMM over ng experts. */
+static int stage_ptrs(struct moe_dev *d, int ng, const void *const *hA, const void *const *hW, void *const *hC)
 {
-	cudaDataType_t ctype = CUDA_R_16BF;
-	if (!ng)
-		return MOE_OK;
 	size_t need = (size_t)ng * 3 * sizeof(void *);
 	MOE_CHECK(grow((void **)&d->ptrs, &d->ptrs_cap, need));
 	if (!d->hptrs)
@@ -597,6 +593,35 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, in
 		d->hptrs[2 * ng + i] = hC[i];
 	}
 	CU(cudaMemcpyAsync(d->ptrs, d->hptrs, need, cudaMemcpyHostToDevice, d->stream));
+	return MOE_OK;
+}
+
+/* Every expert has the same rows (balanced routing): one batched GEMM, which cuBLAS tiles like a dense one. */
+static int batched(struct moe_dev *d, int ng, int rows, int N, int Kd, int ldc, const void *const *hA,
+		   const void *const *hW, void *const *hC)
+{
+	const float one = 1.0f, zero = 0.0f;
+	MOE_CHECK(stage_ptrs(d, ng, hA, hW, hC));
+	cublasStatus_t st = cublasGemmBatchedEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows, Kd, &one,
+						(const void *const *)d->ptrs, CUDA_R_16BF, Kd,
+						(const void *const *)(d->ptrs + ng), CUDA_R_16BF, Kd, &zero,
+						d->ptrs + 2 * ng, CUDA_R_16BF, ldc, ng, CUBLAS_COMPUTE_32F,
+						CUBLAS_GEMM_DEFAULT);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "moebench: cublasGemmBatchedEx failed: status %d\n", (int)st);
+		return MOE_ERR_SYSTEM;
+	}
+	return MOE_OK;
+}
+
+/* One grouped GEMM over the experts with rows: C_j (rows_j x N) = A_j (rows_j x Kd) . W_j^T, W_j row-major N x Kd. */
+static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldcv, const void *const *hA,
+		   const void *const *hW, void *const *hC)
+{
+	cudaDataType_t ctype = CUDA_R_16BF;
+	if (!ng)
+		return MOE_OK;
+	MOE_CHECK(stage_ptrs(d, ng, hA, hW, hC));
 	cublasOperation_t *ta = (cublasOperation_t *)malloc(ng * sizeof(cublasOperation_t));
 	cublasOperation_t *tb = (cublasOperation_t *)malloc(ng * sizeof(cublasOperation_t));
 	int *mm = (int *)malloc(ng * sizeof(int)), *nn = (int *)malloc(ng * sizeof(int)), *kk = (int *)malloc(ng * sizeof(int));
@@ -627,12 +652,19 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, in
 	return MOE_OK;
 }
 
-/* The expert GEMMs: cuBLAS's grouped GEMM, or one cublasGemmEx per expert, which GPU-HOST.md measured
- * faster once every expert has about a thousand rows or more. MOEBENCH_EXPERT_GEMM=grouped|loop forces one. */
+/* The expert GEMMs: one cublasGemmEx per expert over side streams once experts have about a thousand rows or
+ * more (GPU-HOST.md; calibrate measures it at 99 % of a dense layer of the same FLOPs for deepseek-v3, ahead
+ * of the batched GEMM); below that, one batched GEMM when every expert has the same rows, else cuBLAS's
+ * grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
 static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldc, const void *const *A,
 			const void *const *W, void *const *C, int64_t avg_rows)
 {
 	const char *mode = getenv("MOEBENCH_EXPERT_GEMM");
+	int uniform = ng > 1;
+	for (int i = 1; i < ng; i++)
+		uniform &= rows[i] == rows[0];
+	if (uniform && (mode ? !strcmp(mode, "batched") : avg_rows < 1024))
+		return batched(d, ng, rows[0], N, Kd, ldc, A, W, C);
 	int loop = mode && !strcmp(mode, "loop") ? 1 : mode && !strcmp(mode, "grouped") ? 0 : avg_rows >= 1024;
 	if (!loop)
 		return grouped(d, ng, rows, N, Kd, ldc, A, W, C);
@@ -904,6 +936,13 @@ static double cuda_elapsed_us(struct moe_dev *d, int from, int to)
 	return ms * 1e3;
 }
 
+static size_t cuda_mem_total(struct moe_dev *d)
+{
+	size_t free_b = 0, total = 0;
+	cudaSetDevice(d->gpu);
+	return cudaMemGetInfo(&free_b, &total) == cudaSuccess ? total : 0;
+}
+
 extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	MOE_BACKEND_ABI,
 	"cuda",
@@ -930,6 +969,7 @@ extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	cuda_generate,
 	cuda_mark,
 	cuda_elapsed_us,
+	cuda_mem_total,
 };
 
 /* ---- for the CUDA transports ---- */
@@ -1119,12 +1159,14 @@ extern "C" int moe_cuda_calibrate(int gpu, FILE *out, double *copy_out, double *
 	ms = time_ms(d->stream, &t, 20, b_route, &x); /* a, b: bf16 x and Wg, already random */
 	fprintf(out, "route_ms\t%.3f\t# 8192 tokens, 256 experts, H 7168: gate GEMM + top-k (deepseek-v3 router)\n", ms);
 
-	/* grouped experts vs one dense GEMM of the same FLOPs (ep = 8 shapes, balanced routing) */
+	/* grouped experts vs one dense GEMM of the same FLOPs (ep = 8 shapes, balanced routing: 8192 tokens per rank,
+	 * then 1024, where every expert has fewer rows than the per-expert loop needs) */
 	struct shape {
 		const char *name;
 		int64_t ne, rows, h, f;
-	} shapes[] = {{"qwen3-30b-a3b", 16, 4096, 2048, 768}, {"deepseek-v3", 32, 2048, 7168, 2048}};
-	for (int si = 0; si < 2; si++) {
+	} shapes[] = {{"qwen3-30b-a3b", 16, 4096, 2048, 768}, {"deepseek-v3", 32, 2048, 7168, 2048},
+		      {"qwen3-30b-a3b-512rows", 16, 512, 2048, 768}, {"deepseek-v3-256rows", 32, 256, 7168, 2048}};
+	for (int si = 0; si < 4; si++) {
 		struct shape *sh = &shapes[si];
 		int64_t R = sh->ne * sh->rows;
 		moe_bf16 **w1 = (moe_bf16 **)malloc(sh->ne * sizeof(void *)), **w3 = (moe_bf16 **)malloc(sh->ne * sizeof(void *));
@@ -1149,14 +1191,25 @@ extern "C" int moe_cuda_calibrate(int gpu, FILE *out, double *copy_out, double *
 		y.a = xin;
 		y.b = xo;
 		double flops = 2.0 * R * sh->h * sh->f * 3;
-		const char *modes[] = {"grouped", "loop"};
-		for (int mi = 0; mi < 2; mi++) {
+		/* the same FLOPs as one dense layer: every row through a single expert (one GEMM per projection) */
+		int64_t all_rows = R;
+		struct moe_ffn_cfg fd = fc;
+		fd.nexperts = 1;
+		struct bench yd = y;
+		yd.fc = &fd;
+		yd.counts = &all_rows;
+		ms = time_ms(d->stream, &t, 10, b_ffn, &yd);
+		double same = flops / (ms * 1e-3) / 1e12;
+		fprintf(out, "experts_%s_dense_TFLOPs\t%.1f\t%.0f%%\t# the same FLOPs as one dense layer: %lld rows through one expert, cublasGemmEx per projection + act (%.2f ms)\n",
+			sh->name, same, 100 * same / dense, (long long)R, ms);
+		const char *modes[] = {"grouped", "loop", "batched"};
+		for (int mi = 0; mi < 3; mi++) {
 			setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
 			ms = time_ms(d->stream, &t, 10, b_ffn, &y);
 			double tf = flops / (ms * 1e-3) / 1e12;
-			fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t# %lld experts x %lld rows, H %lld, F %lld: gate|up + act + down (%.2f ms)\n",
-				sh->name, modes[mi], tf, 100 * tf / dense, (long long)sh->ne, (long long)sh->rows,
-				(long long)sh->h, (long long)sh->f, ms);
+			fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows, H %lld, F %lld: gate|up + act + down (%.2f ms; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",
+				sh->name, modes[mi], tf, 100 * tf / dense, 100 * tf / same, (long long)sh->ne,
+				(long long)sh->rows, (long long)sh->h, (long long)sh->f, ms);
 		}
 		unsetenv("MOEBENCH_EXPERT_GEMM");
 		for (int64_t j = 0; j < sh->ne; j++)

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels.h"
 
@@ -389,6 +390,13 @@ static int host_flush(struct moe_dev *dev)
 	return MOE_OK;
 }
 
+static size_t host_mem_total(struct moe_dev *dev)
+{
+	(void)dev;
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+	return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
+}
+
 const struct moe_backend_ops moe_backend_host = {
 	.abi = MOE_BACKEND_ABI,
 	.name = "host",
@@ -412,5 +420,6 @@ const struct moe_backend_ops moe_backend_host = {
 	.add = host_add,
 	.widen = host_widen,
 	.flush_cache = host_flush,
+	.mem_total = host_mem_total,
 };
 

@@ -8,7 +8,7 @@
 
 #include "../harness/moe.h"
 
-#define MOE_BACKEND_ABI 1
+#define MOE_BACKEND_ABI 2
 #define MOE_MAX_MARKS 1024
 
 struct moe_dev; /* opaque per-process backend state */
@@ -93,6 +93,9 @@ struct moe_backend_ops {
 	 * `slot` (0 .. MOE_MAX_MARKS-1) on the stream; after a sync, the microseconds between two of them. */
 	int (*mark)(struct moe_dev *dev, int slot);
 	double (*elapsed_us)(struct moe_dev *dev, int from, int to);
+	/* Bytes of memory this backend's allocations come from (the GPU's, or the host's RAM), for the
+	 * preflight that refuses a case that cannot fit before anything is allocated. */
+	size_t (*mem_total)(struct moe_dev *dev);
 };
 
 #define MOE_BACKEND(name) extern const struct moe_backend_ops moe_backend_##name;

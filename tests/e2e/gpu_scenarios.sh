@@ -30,4 +30,16 @@ if [ "$ngpu" -lt 4 ]; then
   check "nccl with more ranks than GPUs exits 2 (got $rc)" test "$rc" -eq 2
   check "and says why" grep -q "nccl needs one GPU per rank" "$OUT/nccl4.out"
 fi
+# the memory preflight on the GPU: deepseek-v3's 256 experts on one rank need 21 GiB a layer; 8 layers cannot
+# fit in any one GPU; qwen3-30b-a3b at 160 layers (24 GiB a rank) fits one rank, not 8 sharing it
+"$MOEBENCH" run "$SRC/scenarios/smoke.ini" --only single --backend cuda --set model=deepseek-v3 --set layers=8 \
+  --out "$OUT/big" >"$OUT/big.out" 2>&1
+rc=$?
+check "a case that cannot fit in GPU memory exits 2 (got $rc)" test "$rc" -eq 2
+check "and names the estimate" grep -q "cannot fit in cuda memory: it needs at least" "$OUT/big.out"
+"$MOEBENCH" run "$SRC/scenarios/smoke.ini" --only single --backend cuda --transport ipc --set dp=8 --set tokens=64 \
+  --set model=qwen3-30b-a3b --set layers=160 --out "$OUT/big8" >"$OUT/big8.out" 2>&1
+rc=$?
+check "8 ranks sharing one GPU are counted together: exit 2 (got $rc)" test "$rc" -eq 2
+check "and say 8 ranks share it" grep -q "x 8 ranks sharing" "$OUT/big8.out"
 finish

@@ -106,12 +106,14 @@ static void test_combine(int64_t n, int64_t k, int64_t h, int with_base, int sca
 	C->free(cd, dr); C->free(cd, ds); C->free(cd, dw); C->free(cd, db); C->free(cd, dout); C->free(cd, dof);
 }
 
-static void test_ffn(enum moe_ffn_kind kind, int64_t hdim, int64_t f, int64_t ne, int use_scale)
+/* uniform: every expert the same rows (the batched GEMM path); else uneven, one expert with none */
+static void test_ffn(enum moe_ffn_kind kind, int64_t hdim, int64_t f, int64_t ne, int use_scale, int uniform)
 {
 	int64_t counts[8] = {0}, rows = 0;
 	for (int64_t j = 0; j < ne; j++)
-		rows += counts[j] = (j * 37 + 5) % 50; /* includes a zero when ne is large */
-	counts[1 % ne] = 0;
+		rows += counts[j] = uniform ? 24 : (j * 37 + 5) % 50; /* includes a zero when ne is large */
+	if (!uniform)
+		counts[1 % ne] = 0;
 	rows = 0;
 	for (int64_t j = 0; j < ne; j++)
 		rows += counts[j];
@@ -138,32 +140,44 @@ static void test_ffn(enum moe_ffn_kind kind, int64_t hdim, int64_t f, int64_t ne
 	H->ffn(hd, &hc, x, counts, use_scale ? sc : NULL, ho);
 	void *dx = up(x, (size_t)(rows * hdim) * 2 + 2), *dsc = up(sc, (size_t)rows * 4 + 4);
 	void *dout = C->alloc(cd, (size_t)(rows * hdim) * 2 + 2);
-	EXPECT(C->ffn(cd, &cc, dx, counts, use_scale ? dsc : NULL, dout) == MOE_OK, "cuda ffn failed");
-	moe_bf16 *co = down(dout, (size_t)(rows * hdim) * 2);
-	if (kind != MOE_FFN_SWIGLU)
-		EXPECT(!memcmp(ho, co, (size_t)(rows * hdim) * 2), "exact ffn differs (kind %d, scale %d)", kind, use_scale);
-	else {
-		double worst = 0;
-		for (int64_t r = 0; r < rows; r++) {
-			double num = 0, den = 0;
-			for (int64_t c = 0; c < hdim; c++) {
-				double a = moe_bf16_to_f32(co[r * hdim + c]), b = moe_bf16_to_f32(ho[r * hdim + c]);
-				num += (a - b) * (a - b);
-				den += b * b;
+	/* every way of running the expert GEMMs (the default picks by the counts) */
+	const char *modes[] = {NULL, "batched", "grouped", "loop"};
+	for (int mi = 0; mi < (kind == MOE_FFN_SWIGLU ? 4 : 1); mi++) {
+		if (modes[mi])
+			setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
+		else
+			unsetenv("MOEBENCH_EXPERT_GEMM");
+		C->memset(cd, dout, 0xff, (size_t)(rows * hdim) * 2); /* NaNs: rows the GEMMs skip cannot pass */
+		EXPECT(C->ffn(cd, &cc, dx, counts, use_scale ? dsc : NULL, dout) == MOE_OK, "cuda ffn failed");
+		moe_bf16 *co = down(dout, (size_t)(rows * hdim) * 2);
+		if (kind != MOE_FFN_SWIGLU)
+			EXPECT(!memcmp(ho, co, (size_t)(rows * hdim) * 2), "exact ffn differs (kind %d, scale %d)", kind, use_scale);
+		else {
+			double worst = 0;
+			for (int64_t r = 0; r < rows; r++) {
+				double num = 0, den = 0;
+				for (int64_t c = 0; c < hdim; c++) {
+					double a = moe_bf16_to_f32(co[r * hdim + c]), b = moe_bf16_to_f32(ho[r * hdim + c]);
+					num += (a - b) * (a - b);
+					den += b * b;
+				}
+				double rel = sqrt(num) / (sqrt(den) + 1e-30);
+				worst = rel > worst || rel != rel ? rel : worst;
 			}
-			double rel = sqrt(num) / (sqrt(den) + 1e-30);
-			worst = rel > worst ? rel : worst;
+			EXPECT(worst < 2e-2, "swiglu (%s GEMMs) differs from the host: worst row relative error %.3g",
+			       modes[mi] ? modes[mi] : "default", worst);
+			printf("swiglu H=%lld F=%lld %s GEMMs, %s counts: worst row relative difference cuda vs host %.3g\n",
+			       (long long)hdim, (long long)f, modes[mi] ? modes[mi] : "default", uniform ? "uniform" : "uneven", worst);
 		}
-		EXPECT(worst < 2e-2, "swiglu differs from the host: worst row relative error %.3g", worst);
-		printf("swiglu H=%lld F=%lld: worst row relative difference cuda vs host %.3g\n", (long long)hdim,
-		       (long long)f, worst);
+		free(co);
 	}
+	unsetenv("MOEBENCH_EXPERT_GEMM");
 	for (int m = 0; m < 3; m++)
 		for (int64_t j = 0; j < ne; j++) {
 			free(hw[m][j]);
 			C->free(cd, dw[m][j]);
 		}
-	free(x); free(sc); free(ho); free(co);
+	free(x); free(sc); free(ho);
 	C->free(cd, dx); C->free(cd, dsc); C->free(cd, dout);
 }
 
@@ -242,10 +256,12 @@ int main(void)
 	test_combine(300, 8, 7168, 1, 0);
 	test_combine(77, 4, 250, 0, 0);
 	test_combine(64, 2, 256, 1, 1);
-	test_ffn(MOE_FFN_SCALE, 256, 64, 5, 0);
-	test_ffn(MOE_FFN_IDENTITY, 264, 64, 3, 1);
-	test_ffn(MOE_FFN_SWIGLU, 256, 128, 4, 0);
-	test_ffn(MOE_FFN_SWIGLU, 512, 256, 6, 1);
+	test_ffn(MOE_FFN_SCALE, 256, 64, 5, 0, 0);
+	test_ffn(MOE_FFN_IDENTITY, 264, 64, 3, 1, 0);
+	test_ffn(MOE_FFN_SWIGLU, 256, 128, 4, 0, 0);
+	test_ffn(MOE_FFN_SWIGLU, 512, 256, 6, 1, 0);
+	test_ffn(MOE_FFN_SWIGLU, 256, 128, 4, 0, 1);
+	test_ffn(MOE_FFN_SWIGLU, 512, 256, 6, 1, 1);
 	test_route(2048, 512, 256, 8, 8, 1);
 	test_route(1000, 256, 16, 4, 1, 0);
 	H->fini(hd);
