@@ -103,16 +103,38 @@ void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb,
 	free(ratio);
 }
 
-const char *moe_verdict(double p, double change_pct, double lo, double hi, const struct moe_compare_opts *o)
+double moe_noise_band(const double *medians, size_t n)
+{
+	if (n < MOE_BAND_MIN_RUNS)
+		return 0;
+	double *v = moe_xmalloc(n * sizeof(double));
+	memcpy(v, medians, n * sizeof(double));
+	qsort(v, n, sizeof(double), cmp_dbl);
+	double m = moe_percentile_sorted(v, n, 0.5);
+	for (size_t i = 0; i < n; i++)
+		v[i] = fabs(v[i] - m);
+	qsort(v, n, sizeof(double), cmp_dbl);
+	double mad = moe_percentile_sorted(v, n, 0.5);
+	free(v);
+	return m > 0 ? 3.0 * sqrt(2.0) * 1.4826 * mad / m * 100.0 : 0;
+}
+
+const char *moe_verdict(double p, double change_pct, double lo, double hi, double band_pct,
+			const struct moe_compare_opts *o)
 {
 	int significant = p < o->alpha;
+	/* the change must clear the case's own run-to-run noise when the history knows it */
+	double thr = band_pct > o->threshold ? band_pct : o->threshold;
 	/* the whole interval must clear half the threshold, not just 1: a run-to-run drift of a percent
 	 * or two, which every shared machine has, is not a regression */
-	double margin = o->threshold / 200.0;
-	if (significant && change_pct >= o->threshold && lo > 1.0 + margin)
+	double margin = thr / 200.0;
+	if (significant && change_pct >= thr && lo > 1.0 + margin)
 		return "slower";
-	if (significant && change_pct <= -o->threshold && hi < 1.0 - margin)
+	if (significant && change_pct <= -thr && hi < 1.0 - margin)
 		return "faster";
+	/* a real shift within this pair, but no larger than the case moves between identical runs */
+	if (significant && band_pct > o->threshold && fabs(change_pct) >= o->threshold)
+		return "noisy";
 	/* no shift shown; a wide interval means the runs could not have shown one */
 	if ((hi - lo) * 100.0 > o->noise)
 		return "noisy";
@@ -198,11 +220,15 @@ json_t *moe_compare_runs(json_t *base, json_t *neww, const struct moe_compare_op
 			moe_bootstrap_ratio(a, na, b, nb, 2000, 12345, &lo, &hi);
 			double ma = median_of(a, na), mb = median_of(b, nb);
 			double change = ma > 0 ? (mb / ma - 1.0) * 100.0 : 0;
-			const char *verdict = moe_verdict(p, change, lo, hi, o);
+			char key[512];
+			snprintf(key, sizeof(key), "%s\t%s", name, ph);
+			double band = o->bands ? json_number_value(json_object_get(o->bands, key)) : 0;
+			const char *verdict = moe_verdict(p, change, lo, hi, band, o);
 			regressions += !strcmp(verdict, "slower");
-			json_array_append_new(rows, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "case", name, "phase", ph,
-							      "base_p50_us", ma, "new_p50_us", mb, "change_pct", change,
-							      "p_value", p, "ratio_lo", lo, "ratio_hi", hi, "verdict", verdict));
+			json_array_append_new(rows, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "case", name, "phase",
+							      ph, "base_p50_us", ma, "new_p50_us", mb, "change_pct", change,
+							      "p_value", p, "ratio_lo", lo, "ratio_hi", hi, "band_pct", band,
+							      "verdict", verdict));
 			free(a);
 			free(b);
 		}
@@ -213,18 +239,22 @@ json_t *moe_compare_runs(json_t *base, json_t *neww, const struct moe_compare_op
 
 void moe_compare_print(FILE *f, json_t *report)
 {
-	fprintf(f, "%-44s %-10s %12s %12s %8s %9s %17s  %s\n", "# case", "phase", "base_p50_us", "new_p50_us", "change",
-		"p-value", "95% CI of ratio", "verdict");
+	fprintf(f, "%-44s %-10s %12s %12s %8s %9s %17s %7s  %s\n", "# case", "phase", "base_p50_us", "new_p50_us",
+		"change", "p-value", "95% CI of ratio", "band", "verdict");
 	size_t i;
 	json_t *r;
 	json_array_foreach(json_object_get(report, "rows"), i, r)
 	{
-		fprintf(f, "%-44s %-10s %12.1f %12.1f %+7.1f%% %9.2g   [%.3f, %.3f]  %s\n",
+		double band = json_number_value(json_object_get(r, "band_pct"));
+		char bs[16] = "-";
+		if (band > 0)
+			snprintf(bs, sizeof(bs), "%.1f%%", band);
+		fprintf(f, "%-44s %-10s %12.1f %12.1f %+7.1f%% %9.2g   [%.3f, %.3f] %7s  %s\n",
 			json_string_value(json_object_get(r, "case")), json_string_value(json_object_get(r, "phase")),
 			json_number_value(json_object_get(r, "base_p50_us")), json_number_value(json_object_get(r, "new_p50_us")),
 			json_number_value(json_object_get(r, "change_pct")), json_number_value(json_object_get(r, "p_value")),
 			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")),
-			json_string_value(json_object_get(r, "verdict")));
+			bs, json_string_value(json_object_get(r, "verdict")));
 	}
 	int n = (int)json_integer_value(json_object_get(report, "regressions"));
 	fprintf(f, "# %d regression%s\n", n, n == 1 ? "" : "s");

@@ -13,7 +13,16 @@ struct moe_compare_opts {
 	double noise;      /* a 95 % interval of the ratio wider than this, in percent, is noisy (default 20) */
 	int force;         /* compare runs from different environments */
 	const char *phases; /* comma-separated, default "total" */
+	/* run-to-run noise from the history, {"CASE\tPHASE": percent}; NULL or a missing key: none known.
+	 * A change inside a case's band is not a regression, however significant within the run pair. */
+	json_t *bands;
 };
+
+/* The band of a case and phase from the medians of earlier runs: BAND_K times the robust relative standard
+ * deviation (1.4826 MAD / median), in percent; BAND_K = 3 sqrt(2) because both runs of a pair carry that noise.
+ * Needs at least MOE_BAND_MIN_RUNS values, else returns 0 (unknown). */
+#define MOE_BAND_MIN_RUNS 5
+double moe_noise_band(const double *medians, size_t n);
 
 /* Two-sided p-value of the Mann-Whitney U test (normal approximation with tie and continuity
  * corrections); *u receives U of the first sample. */
@@ -21,8 +30,9 @@ double moe_mann_whitney(const double *a, size_t na, const double *b, size_t nb, 
 /* 95 % percentile bootstrap interval of median(b) / median(a) over `reps` resamples (seeded). */
 void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb, int reps, unsigned long long seed,
 			 double *lo, double *hi);
-/* "faster", "slower", "same" or "noisy" for one comparison. */
-const char *moe_verdict(double p, double change_pct, double lo, double hi, const struct moe_compare_opts *o);
+/* "faster", "slower", "same" or "noisy" for one comparison; band_pct is the case's run-to-run noise (0: none). */
+const char *moe_verdict(double p, double change_pct, double lo, double hi, double band_pct,
+			const struct moe_compare_opts *o);
 
 /* Compare run.json documents. Returns a JSON report ({"rows": [...], "env_diff": [...], "regressions": N});
  * NULL with err set when the environments differ (unless force) or the inputs are unusable. */

@@ -263,17 +263,77 @@ int moe_cmd_history(int argc, char **argv)
 	return rc;
 }
 
+/* Each case's and phase's run-to-run noise band from the medians of the last `nruns` runs in db that share
+ * BASE's environment and had every case ok: {"CASE\tPHASE": percent}, for those with enough runs. NULL when
+ * the history does not exist or knows too little; it is never created here. */
+static json_t *history_bands(const char *dbpath, json_t *base, int nruns)
+{
+	struct stat sb;
+	if (nruns < MOE_BAND_MIN_RUNS || stat(dbpath, &sb) != 0)
+		return NULL;
+	sqlite3 *db;
+	if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	json_t *fpj = moe_env_fingerprint(base);
+	char *fp = json_dumps(fpj, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(fpj);
+	sqlite3_stmt *st = NULL;
+	json_t *bands = NULL;
+	if (fp && sqlite3_prepare_v2(db, "SELECT name, phase, p50_us FROM phase_stats WHERE run IN (SELECT id FROM runs "
+					 "WHERE fingerprint = ?1 AND cases = cases_ok ORDER BY id DESC LIMIT ?2) "
+					 "ORDER BY name, phase",
+				     -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, nruns);
+		bands = json_object();
+		double *v = moe_xmalloc((size_t)nruns * sizeof(double));
+		char key[512] = "";
+		size_t n = 0;
+		for (int more = 1; more;) {
+			more = sqlite3_step(st) == SQLITE_ROW;
+			char k[512] = "";
+			if (more)
+				snprintf(k, sizeof(k), "%s\t%s", (const char *)sqlite3_column_text(st, 0),
+					 (const char *)sqlite3_column_text(st, 1));
+			if (!more || strcmp(k, key)) { /* a group ends */
+				double b = moe_noise_band(v, n);
+				if (b > 0)
+					json_object_set_new(bands, key, json_real(b));
+				snprintf(key, sizeof(key), "%s", k);
+				n = 0;
+			}
+			if (more && n < (size_t)nruns)
+				v[n++] = sqlite3_column_double(st, 2);
+		}
+		free(v);
+		if (!json_object_size(bands)) {
+			json_decref(bands);
+			bands = NULL;
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(fp);
+	return bands;
+}
+
 static void usage_compare(FILE *f)
 {
 	fprintf(f,
 		"usage: moebench compare BASE NEW [--phases LIST] [--alpha A] [--threshold PCT] [--noise PCT] [--force]\n"
-		"                        [--json FILE] [--markdown FILE] [--db FILE]\n"
+		"                        [--band-runs N] [--json FILE] [--markdown FILE] [--db FILE]\n"
 		"BASE and NEW are results folders, run.json files, or history:RUN_ID / history:last-good.\n"
 		"Per case and phase: medians, change, Mann-Whitney U p-value, 95%% bootstrap interval of the ratio of\n"
 		"medians, and a verdict: slower or faster when p < alpha, |change| >= threshold and the whole\n"
 		"interval clears 1 +- threshold/2; else noisy when the interval is wider than noise; else same.\n"
-		"Defaults: --phases total,\n"
-		"--alpha 0.01, --threshold 3, --noise 20. Exit 1 when anything is slower.\n");
+		"Noise band: when the history (--db) holds at least %d runs of BASE's environment with every case ok,\n"
+		"the medians of the last N of them (--band-runs, 0 turns it off) give each case and phase its\n"
+		"run-to-run noise, 3 sqrt(2) x 1.4826 MAD / median; the threshold becomes the larger of the two, and a\n"
+		"significant change inside the band is noisy, not slower.\n"
+		"Defaults: --phases total, --alpha 0.01, --threshold 3, --noise 20, --band-runs 10,\n"
+		"--db results/history.db. Exit 1 when anything is slower.\n", MOE_BAND_MIN_RUNS);
 }
 
 static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
@@ -291,18 +351,22 @@ static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
 		}
 		fprintf(f, "| %s | %s | %s |\n", keys[i], a ? json_string_value(a) : "", b ? json_string_value(b) : "");
 	}
-	fprintf(f, "\n| case | phase | base p50 (µs) | new p50 (µs) | change | p-value | 95%% CI of ratio | verdict |\n");
-	fprintf(f, "|---|---|---|---|---|---|---|---|\n");
+	fprintf(f, "\n| case | phase | base p50 (µs) | new p50 (µs) | change | p-value | 95%% CI of ratio | noise band | verdict |\n");
+	fprintf(f, "|---|---|---|---|---|---|---|---|---|\n");
 	size_t i;
 	json_t *r;
 	json_array_foreach(json_object_get(rep, "rows"), i, r)
 	{
 		const char *v = json_string_value(json_object_get(r, "verdict"));
-		fprintf(f, "| %s | %s | %.1f | %.1f | %+.1f%% | %.2g | [%.3f, %.3f] | %s%s%s |\n",
+		double band = json_number_value(json_object_get(r, "band_pct"));
+		char bs[16] = "–";
+		if (band > 0)
+			snprintf(bs, sizeof(bs), "±%.1f%%", band);
+		fprintf(f, "| %s | %s | %.1f | %.1f | %+.1f%% | %.2g | [%.3f, %.3f] | %s | %s%s%s |\n",
 			json_string_value(json_object_get(r, "case")), json_string_value(json_object_get(r, "phase")),
 			json_number_value(json_object_get(r, "base_p50_us")), json_number_value(json_object_get(r, "new_p50_us")),
 			json_number_value(json_object_get(r, "change_pct")), json_number_value(json_object_get(r, "p_value")),
-			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")),
+			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")), bs,
 			!strcmp(v, "slower") ? "**" : "", v, !strcmp(v, "slower") ? "**" : "");
 	}
 	int n = (int)json_integer_value(json_object_get(rep, "regressions"));
@@ -389,8 +453,9 @@ int moe_cmd_compare(int argc, char **argv)
 		{"threshold", required_argument, NULL, 't'}, {"noise", required_argument, NULL, 'n'},
 		{"force", no_argument, NULL, 'f'}, {"json", required_argument, NULL, 'j'},
 		{"markdown", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
-		{"report-page", required_argument, NULL, 'R'},
+		{"report-page", required_argument, NULL, 'R'}, {"band-runs", required_argument, NULL, 'b'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	int band_runs = 10;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -404,17 +469,20 @@ int moe_cmd_compare(int argc, char **argv)
 		case 'm': md_out = optarg; break;
 		case 'd': db_path = optarg; break;
 		case 'R': page = optarg; break;
+		case 'b': band_runs = atoi(optarg); break;
 		case 'h': usage_compare(stdout); return 0;
 		default: usage_compare(stderr); return MOE_EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 2 || !(o.alpha > 0 && o.alpha < 1) || o.threshold < 0 || o.noise <= 0) {
+	if (argc - optind != 2 || !(o.alpha > 0 && o.alpha < 1) || o.threshold < 0 || o.noise <= 0 || band_runs < 0) {
 		usage_compare(stderr);
 		return MOE_EXIT_USAGE;
 	}
 	char err[1024];
 	json_t *base = load_run(argv[optind], db_path, err, sizeof(err)), *neww = NULL, *rep = NULL;
 	int rc = MOE_EXIT_USAGE;
+	if (base)
+		o.bands = history_bands(db_path, base, band_runs);
 	if (!base || !(neww = load_run(argv[optind + 1], db_path, err, sizeof(err))) ||
 	    !(rep = moe_compare_runs(base, neww, &o, err, sizeof(err)))) {
 		fprintf(stderr, "moebench: compare: %s\n", err);
@@ -445,6 +513,7 @@ int moe_cmd_compare(int argc, char **argv)
 	}
 	rc = json_integer_value(json_object_get(rep, "regressions")) ? MOE_EXIT_FAIL : MOE_EXIT_OK;
 out:
+	json_decref(o.bands);
 	json_decref(base);
 	json_decref(neww);
 	json_decref(rep);

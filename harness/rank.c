@@ -99,6 +99,14 @@ static void inject_fault(enum inject_kind k)
 	}
 }
 
+/* Test aid (--inject-delay): a planted slowdown, spent inside the phase that starts now. */
+static void planted_delay(int ph)
+{
+	if (the_run && ph >= 0 && the_run->delay_phase == ph)
+		for (double until = moe_now_us() + the_run->delay_us; moe_now_us() < until;)
+			;
+}
+
 int moe_phase(struct moe_ctx *ctx, int ph)
 {
 	if (ctx->be && ctx->be->mark && ctx->nmarks >= 0) {
@@ -112,6 +120,14 @@ int moe_phase(struct moe_ctx *ctx, int ph)
 			atomic_store(&ctx->status->phase[ctx->rank], ph);
 		if (ph >= 0 && the_run && the_run->inject != INJ_NONE && the_run->inject_phase == ph)
 			inject_fault(the_run->inject);
+		if (ph >= 0 && the_run && the_run->delay_phase == ph) {
+			if (ctx->be->spin) /* on the device's timeline, right after the phase's start mark */
+				MOE_CHECK(ctx->be->spin(ctx->dev, the_run->delay_us));
+			else { /* the device reaches the start mark, then idles for the delay */
+				MOE_CHECK(ctx->be->sync(ctx->dev));
+				planted_delay(ph);
+			}
+		}
 		return MOE_OK;
 	}
 	if (ctx->be)
@@ -135,9 +151,7 @@ int moe_phase(struct moe_ctx *ctx, int ph)
 		atomic_store(&ctx->status->phase[ctx->rank], ph);
 	if (the_run && the_run->inject != INJ_NONE && the_run->inject_phase == ph)
 		inject_fault(the_run->inject);
-	if (the_run && the_run->delay_phase == ph) /* test aid: a planted slowdown, spent inside the phase */
-		for (double until = moe_now_us() + the_run->delay_us; moe_now_us() < until;)
-			;
+	planted_delay(ph);
 	return MOE_OK;
 }
 

@@ -936,6 +936,24 @@ static double cuda_elapsed_us(struct moe_dev *d, int from, int to)
 	return ms * 1e3;
 }
 
+/* One thread reads the global nanosecond timer until ns have passed: a planted slowdown on the device's own
+ * timeline, which the phase's events measure exactly (a host-side wait would add a synchronisation). */
+__global__ void spin_kernel(long long ns)
+{
+	unsigned long long t0, t;
+	asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+	do
+		asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+	while ((long long)(t - t0) < ns);
+}
+
+static int cuda_spin(struct moe_dev *d, double us)
+{
+	spin_kernel<<<1, 1, 0, d->stream>>>((long long)(us * 1000.0));
+	LAUNCHED();
+	return MOE_OK;
+}
+
 static size_t cuda_mem_total(struct moe_dev *d)
 {
 	size_t free_b = 0, total = 0;
@@ -970,6 +988,7 @@ extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	cuda_mark,
 	cuda_elapsed_us,
 	cuda_mem_total,
+	cuda_spin,
 };
 
 /* ---- for the CUDA transports ---- */

@@ -96,6 +96,8 @@ struct moe_backend_ops {
 	/* Bytes of memory this backend's allocations come from (the GPU's, or the host's RAM), for the
 	 * preflight that refuses a case that cannot fit before anything is allocated. */
 	size_t (*mem_total)(struct moe_dev *dev);
+	/* Optional test aid (--inject-delay): keep the device busy for `us` microseconds, in stream order. */
+	int (*spin)(struct moe_dev *dev, double us);
 };
 
 #define MOE_BACKEND(name) extern const struct moe_backend_ops moe_backend_##name;

@@ -67,6 +67,41 @@ check "history tables are STRICT" bash -c "python3 -c \"import sqlite3,sys; c=sq
 check "trend has a row per run and case, the regression marked" test "$(grep -v '^#' "$OUT/trend.tsv" | cut -f6 | tr '\n' ' ')" = "0 1 "
 "$MOEBENCH" compare history:last-good "$(dirname "$(run_json "$OUT/slow")")" --phases expert --db "$DB" >/dev/null 2>&1
 check "history:last-good is the good run, so the slow one is a regression against it" test $? -eq 1
+# the noise band: the same 10 % slowdown is slower against a steady history and noisy against a jumpy one
+# (synthetic runs from a real run.json: only the run id and the expert samples change)
+python3 - "$(run_json "$OUT/base")" "$OUT/band" <<'PY'
+import json, os, sys
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+d = json.load(open(src))
+def make(name, centre):
+    c = d['cases'][0]
+    c['samples']['expert'] = [centre * (1 + 0.001 * ((i * 7) % 11 - 5)) for i in range(30)]
+    c['phases']['expert']['p50_us'] = centre
+    d['run_id'] = name
+    json.dump(d, open(os.path.join(out, name + '.json'), 'w'))
+make('base', 100.0)
+make('new', 110.0)
+for h, centres in (('steady', (100, 101, 99, 102, 100)), ('jumpy', (100, 80, 120, 90, 110))):
+    for i, m in enumerate(centres):
+        make('%s%d' % (h, i), float(m))
+PY
+for h in steady jumpy; do
+  for i in 0 1 2 3 4; do
+    "$MOEBENCH" history record "$OUT/band/$h$i.json" --db "$OUT/band/$h.db" >/dev/null
+  done
+  "$MOEBENCH" compare "$OUT/band/base.json" "$OUT/band/new.json" --phases expert --db "$OUT/band/$h.db" \
+    --json "$OUT/band/$h.out.json" >"$OUT/band/$h.txt" 2>&1
+  eval "rc_$h=$?"
+done
+check "a steady history gives a 6.3 % band" test "$(jget "$OUT/band/steady.out.json" "round(d['rows'][0]['band_pct'], 1)")" = 6.3
+check "and +10 % clears it: slower, exit 1 (got $rc_steady)" test "$rc_steady" -eq 1
+check "a jumpy history gives a 62.9 % band" test "$(jget "$OUT/band/jumpy.out.json" "round(d['rows'][0]['band_pct'], 1)")" = 62.9
+check "and +10 % is inside it: noisy" grep -q "expert .* 62.9% *noisy$" "$OUT/band/jumpy.txt"
+check "so no regression: exit 0 (got $rc_jumpy)" test "$rc_jumpy" -eq 0
+"$MOEBENCH" compare "$OUT/band/base.json" "$OUT/band/new.json" --phases expert --db "$OUT/band/jumpy.db" \
+  --band-runs 0 >/dev/null 2>&1
+check "--band-runs 0 ignores the history: slower again" test $? -eq 1
 # the nightly script end to end
 if command -v gnuplot >/dev/null; then
   MOEBENCH=$MOEBENCH OUT="$OUT/nightly" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" >"$OUT/n1.out" 2>&1

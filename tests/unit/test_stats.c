@@ -1,4 +1,5 @@
-/* Unit tests for the timing summary (stats.c): type-7 percentiles, mean, sample standard deviation. */
+/* Unit tests for the timing summary (stats.c): type-7 percentiles, mean, sample standard deviation; and the
+ * comparison statistics (compare.c): Mann-Whitney U, the noise band, the verdict rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "compare.h"
 #include "stats.h"
 
 #define assert_close(x, want, tol)                                                              \
@@ -101,6 +103,47 @@ static void test_percentile_sorted(void **state)
 	assert_close(moe_percentile_sorted(s, 4, 0.9), 6.8, 1e-14);   /* h = 2.7: 4 + 0.7*4 */
 }
 
+static void test_mann_whitney(void **state)
+{
+	(void)state;
+	double a[5] = {3, 1, 5, 2, 4}, b[5] = {6, 10, 7, 9, 8}, u;
+	/* complete separation: U = 0; normal approximation with continuity correction, by hand:
+	 * mu = 12.5, var = 25/12 * 11, z = 12 / sqrt(var), p = erfc(z / sqrt 2) */
+	assert_close(moe_mann_whitney(a, 5, b, 5, &u), 0.012185780355344818, 1e-12);
+	assert_close(u, 0, 0);
+	/* the same sample on both sides: U = mu, p = 1 */
+	assert_close(moe_mann_whitney(a, 5, a, 5, &u), 1.0, 0);
+	assert_close(u, 12.5, 1e-12);
+	double same[4] = {2, 2, 2, 2};
+	assert_close(moe_mann_whitney(same, 4, same, 4, &u), 1.0, 0); /* every value tied */
+}
+
+static void test_noise_band(void **state)
+{
+	(void)state;
+	/* median 100, absolute deviations 0 0 1 1 2: MAD 1; 3 sqrt(2) 1.4826 * 1 % */
+	double m[5] = {101, 100, 99, 102, 100};
+	assert_close(moe_noise_band(m, 5), 6.290139082723052, 1e-9);
+	assert_close(moe_noise_band(m, 4), 0, 0); /* too few runs: unknown */
+	double flat[6] = {50, 50, 50, 50, 50, 50};
+	assert_close(moe_noise_band(flat, 6), 0, 0);
+}
+
+static void test_verdict_rules(void **state)
+{
+	(void)state;
+	struct moe_compare_opts o = {.alpha = 0.01, .threshold = 3, .noise = 20};
+	assert_string_equal(moe_verdict(0.001, 10, 1.08, 1.12, 0, &o), "slower");
+	assert_string_equal(moe_verdict(0.001, 10, 1.08, 1.12, 5, &o), "slower");   /* clears a 5 % band */
+	assert_string_equal(moe_verdict(0.001, 10, 1.08, 1.12, 15, &o), "noisy");   /* inside a 15 % band */
+	assert_string_equal(moe_verdict(0.001, -10, 0.88, 0.92, 0, &o), "faster");
+	assert_string_equal(moe_verdict(0.001, -10, 0.88, 0.92, 15, &o), "noisy");
+	assert_string_equal(moe_verdict(0.5, 10, 0.95, 1.25, 0, &o), "noisy");      /* interval 30 % wide */
+	assert_string_equal(moe_verdict(0.5, 0.5, 0.99, 1.02, 0, &o), "same");
+	assert_string_equal(moe_verdict(0.001, 2, 1.015, 1.025, 0, &o), "same");    /* below the threshold */
+	assert_string_equal(moe_verdict(0.001, 4, 1.005, 1.06, 0, &o), "same");     /* interval not clear of 1.015 */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -109,6 +152,9 @@ int main(void)
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_input_untouched),
 		cmocka_unit_test(test_percentile_sorted),
+		cmocka_unit_test(test_mann_whitney),
+		cmocka_unit_test(test_noise_band),
+		cmocka_unit_test(test_verdict_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
