@@ -24,7 +24,11 @@ static const char *schema =
 	" p99_us REAL NOT NULL, PRIMARY KEY (run, name, phase)) STRICT;"
 	"CREATE TABLE IF NOT EXISTS samples ("
 	" run INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL, phase TEXT NOT NULL, iter INTEGER NOT NULL,"
-	" us REAL NOT NULL) STRICT;";
+	" us REAL NOT NULL) STRICT;"
+	/* the comparison a run was judged by (history record --compare): which case and phase regressed */
+	"CREATE TABLE IF NOT EXISTS verdicts ("
+	" run INTEGER NOT NULL REFERENCES runs(id), name TEXT NOT NULL, phase TEXT NOT NULL, verdict TEXT NOT NULL,"
+	" change_pct REAL NOT NULL, PRIMARY KEY (run, name, phase)) STRICT;";
 
 static sqlite3 *open_db(const char *path, char *err, size_t errlen)
 {
@@ -85,7 +89,7 @@ static json_t *load_run(const char *what, const char *dbpath, char *err, size_t 
 	return j;
 }
 
-static int record(sqlite3 *db, json_t *run, int regressions, char *err, size_t errlen)
+static int record(sqlite3 *db, json_t *run, int regressions, json_t *cmp, char *err, size_t errlen)
 {
 	char *text = json_dumps(run, JSON_COMPACT);
 	char *fp = json_dumps(moe_env_fingerprint(run), JSON_COMPACT | JSON_SORT_KEYS);
@@ -98,7 +102,7 @@ static int record(sqlite3 *db, json_t *run, int regressions, char *err, size_t e
 		ncases++;
 		nok += !strcmp(json_string_value(json_object_get(c, "verdict")), "ok");
 	}
-	sqlite3_stmt *r = NULL, *ps = NULL, *sm = NULL;
+	sqlite3_stmt *r = NULL, *ps = NULL, *sm = NULL, *vd = NULL;
 	/* one transaction: a run killed halfway leaves the history as it was */
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
@@ -106,7 +110,8 @@ static int record(sqlite3 *db, json_t *run, int regressions, char *err, size_t e
 				   " regressions, run_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 			       -1, &r, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "INSERT INTO phase_stats VALUES (?1, ?2, ?3, ?4, ?5)", -1, &ps, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "INSERT INTO samples VALUES (?1, ?2, ?3, ?4, ?5)", -1, &sm, NULL) != SQLITE_OK)
+	    sqlite3_prepare_v2(db, "INSERT INTO samples VALUES (?1, ?2, ?3, ?4, ?5)", -1, &sm, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO verdicts VALUES (?1, ?2, ?3, ?4, ?5)", -1, &vd, NULL) != SQLITE_OK)
 		goto fail;
 	sqlite3_bind_text(r, 1, json_string_value(json_object_get(run, "run_id")), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(r, 2, (sqlite3_int64)time(NULL));
@@ -154,6 +159,17 @@ static int record(sqlite3 *db, json_t *run, int regressions, char *err, size_t e
 			}
 		}
 	}
+	json_array_foreach(json_object_get(cmp, "rows"), i, c)
+	{
+		sqlite3_reset(vd);
+		sqlite3_bind_int64(vd, 1, id);
+		sqlite3_bind_text(vd, 2, json_string_value(json_object_get(c, "case")), -1, SQLITE_STATIC);
+		sqlite3_bind_text(vd, 3, json_string_value(json_object_get(c, "phase")), -1, SQLITE_STATIC);
+		sqlite3_bind_text(vd, 4, json_string_value(json_object_get(c, "verdict")), -1, SQLITE_STATIC);
+		sqlite3_bind_double(vd, 5, json_number_value(json_object_get(c, "change_pct")));
+		if (sqlite3_step(vd) != SQLITE_DONE)
+			goto fail;
+	}
 	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		goto fail;
 	rc = 0;
@@ -165,6 +181,7 @@ fail:
 	sqlite3_finalize(r);
 	sqlite3_finalize(ps);
 	sqlite3_finalize(sm);
+	sqlite3_finalize(vd);
 	free(text);
 	free(fp);
 	return rc;
@@ -172,20 +189,23 @@ fail:
 
 static void usage_history(FILE *f)
 {
-	fprintf(f, "usage: moebench history record RUN [--regressions N] [--db FILE]\n"
+	fprintf(f, "usage: moebench history record RUN [--regressions N] [--compare FILE.json] [--db FILE]\n"
 		   "       moebench history list [--db FILE]\n"
 		   "       moebench history trend [--phase PHASE] [--out FILE.tsv] [--db FILE]\n"
-		   "RUN is a results folder or its run.json; the default db is results/history.db.\n");
+		   "RUN is a results folder or its run.json; the default db is results/history.db.\n"
+		   "--compare keeps the verdicts of `moebench compare --json FILE` with the run (the regression count\n"
+		   "is then taken from it), so that the trend marks the cases that regressed, not the whole run.\n");
 }
 
 int moe_cmd_history(int argc, char **argv)
 {
-	const char *db_path = "results/history.db", *phase = "total", *out = NULL;
+	const char *db_path = "results/history.db", *phase = "total", *out = NULL, *cmp_path = NULL;
 	int regressions = 0;
 	static const struct option lo[] = {{"db", required_argument, NULL, 'd'},
 					   {"phase", required_argument, NULL, 'p'},
 					   {"out", required_argument, NULL, 'o'},
 					   {"regressions", required_argument, NULL, 'r'},
+					   {"compare", required_argument, NULL, 'c'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	int c;
@@ -196,6 +216,7 @@ int moe_cmd_history(int argc, char **argv)
 		case 'p': phase = optarg; break;
 		case 'o': out = optarg; break;
 		case 'r': regressions = atoi(optarg); break;
+		case 'c': cmp_path = optarg; break;
 		case 'h': usage_history(stdout); return 0;
 		default: usage_history(stderr); return MOE_EXIT_USAGE;
 		}
@@ -217,13 +238,25 @@ int moe_cmd_history(int argc, char **argv)
 			usage_history(stderr);
 			rc = MOE_EXIT_USAGE;
 		} else {
-			json_t *run = load_run(argv[optind + 1], db_path, err, sizeof(err));
-			if (!run || record(db, run, regressions, err, sizeof(err))) {
+			json_t *run = load_run(argv[optind + 1], db_path, err, sizeof(err)), *cmp = NULL;
+			json_error_t je;
+			if (run && cmp_path) {
+				cmp = json_load_file(cmp_path, 0, &je);
+				if (!cmp || !json_is_array(json_object_get(cmp, "rows"))) {
+					snprintf(err, sizeof(err), "%.700s: not a compare report (%.160s)", cmp_path,
+						 cmp ? "no rows" : je.text);
+					json_decref(run);
+					run = NULL;
+				} else
+					regressions = (int)json_integer_value(json_object_get(cmp, "regressions"));
+			}
+			if (!run || record(db, run, regressions, cmp, err, sizeof(err))) {
 				fprintf(stderr, "moebench: history record: %s\n", err);
 				rc = MOE_EXIT_FAIL;
 			} else
 				printf("recorded %s in %s\n", json_string_value(json_object_get(run, "run_id")), db_path);
 			json_decref(run);
+			json_decref(cmp);
 		}
 	} else if (!strcmp(verb, "list")) {
 		sqlite3_stmt *st;
@@ -242,7 +275,12 @@ int moe_cmd_history(int argc, char **argv)
 			rc = MOE_EXIT_FAIL;
 		} else {
 			sqlite3_stmt *st;
-			sqlite3_prepare_v2(db, "SELECT r.run_id, r.recorded_at, s.name, s.phase, s.p50_us, r.regressions > 0 FROM"
+			/* a case is marked where its run's comparison found it slower in any phase; runs recorded
+			 * without their comparison mark every case when the run had a regression */
+			sqlite3_prepare_v2(db, "SELECT r.run_id, r.recorded_at, s.name, s.phase, s.p50_us,"
+					       " CASE WHEN EXISTS (SELECT 1 FROM verdicts v WHERE v.run = r.id)"
+					       " THEN EXISTS (SELECT 1 FROM verdicts v WHERE v.run = r.id AND v.name = s.name"
+					       " AND v.verdict = 'slower') ELSE r.regressions > 0 END FROM"
 					       " phase_stats s JOIN runs r ON r.id = s.run WHERE s.phase = ?1 ORDER BY r.id, s.name",
 					   -1, &st, NULL);
 			sqlite3_bind_text(st, 1, phase, -1, SQLITE_STATIC);

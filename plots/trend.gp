@@ -1,4 +1,5 @@
-# Nightly trend: each case's p50 total (µs) run after run over time, regressions as big red points.
+# Nightly trend: each case's p50 total (µs) run after run over time; a case's point is big and red in the runs
+# where that case regressed (in any phase).
 # usage: gnuplot -c plots/trend.gp TREND_TSV OUTFILE png|svg [SUBTITLE]
 #   TREND_TSV columns: run_id, unix_time, case, phase, p50_us, regression (0 or 1); a '# ' header line.
 # The ARGs are only ever used as file names and text: never built into commands (no eval, no @macros).

@@ -26,7 +26,10 @@ else
   echo "nightly: first run in $DB: it becomes the baseline" | tee "$RUN/compare.txt"
   printf '# moebench nightly\n\nFirst run recorded: it is the baseline for the next ones.\n' >"$RUN/report.md"
 fi
-"$M" history record "$RUN" --regressions "$regressions" --db "$DB" || exit 1
+# with the comparison's verdicts, so that the trend marks the cases that regressed
+rec=(--regressions "$regressions")
+[ -s "$RUN/compare.json" ] && [ "${crc:-2}" -le 1 ] && rec=(--compare "$RUN/compare.json")
+"$M" history record "$RUN" "${rec[@]}" --db "$DB" || exit 1
 "$M" history trend --db "$DB" --out "$RUN/trend.tsv"
 "$M" plot "$RUN" --out "$RUN/plots" >/dev/null && "$M" plot --trend "$RUN/trend.tsv" --out "$RUN/plots" >/dev/null ||
   echo "nightly: plotting failed (is gnuplot installed?)" >&2

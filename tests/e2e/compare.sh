@@ -60,11 +60,18 @@ check "--force compares anyway (exit 0 or 1, got $rc)" test "$rc" -le 1
 # history
 DB="$OUT/h.db"
 "$MOEBENCH" history record "$(dirname "$(run_json "$OUT/base")")" --db "$DB" >/dev/null
-"$MOEBENCH" history record "$(dirname "$(run_json "$OUT/slow")")" --regressions 1 --db "$DB" >/dev/null
-check "history lists both runs" test "$("$MOEBENCH" history list --db "$DB" | grep -vc '^#')" -eq 2
+"$MOEBENCH" history record "$(dirname "$(run_json "$OUT/slow")")" --compare "$OUT/slow.json" --db "$DB" >/dev/null
+# a run judged by a comparison in which another case regressed: the run counts 1, case 'one' is not marked
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['rows'][0]['case']='other'; json.dump(d, open(sys.argv[2],'w'))" \
+  "$OUT/slow.json" "$OUT/other-case.json"
+"$MOEBENCH" history record "$(dirname "$(run_json "$OUT/same")")" --compare "$OUT/other-case.json" --db "$DB" >/dev/null
+check "history lists the three runs" test "$("$MOEBENCH" history list --db "$DB" | grep -vc '^#')" -eq 3
+check "the regression count comes from the comparison" \
+  test "$("$MOEBENCH" history list --db "$DB" | grep -v '^#' | cut -f6 | tr '\n' ' ')" = "0 1 1 "
 check "history tables are STRICT" bash -c "python3 -c \"import sqlite3,sys; c=sqlite3.connect('$DB'); print(c.execute(\\\"select sql from sqlite_master where name='runs'\\\").fetchone()[0])\" | grep -q STRICT"
 "$MOEBENCH" history trend --db "$DB" --out "$OUT/trend.tsv"
-check "trend has a row per run and case, the regression marked" test "$(grep -v '^#' "$OUT/trend.tsv" | cut -f6 | tr '\n' ' ')" = "0 1 "
+check "trend marks the case that regressed, not every case of a run with a regression" \
+  test "$(grep -v '^#' "$OUT/trend.tsv" | cut -f6 | tr '\n' ' ')" = "0 1 0 "
 "$MOEBENCH" compare history:last-good "$(dirname "$(run_json "$OUT/slow")")" --phases expert --db "$DB" >/dev/null 2>&1
 check "history:last-good is the good run, so the slow one is a regression against it" test $? -eq 1
 # the noise band: the same 10 % slowdown is slower against a steady history and noisy against a jumpy one
