@@ -64,6 +64,9 @@ struct moe_ctx {
  * arrays allocated, empty); the default loader adds the DP-to-EP experts; upload generates one block. */
 int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weights *lw);
 int moe_weights_default(struct moe_ctx *ctx);
+/* Free ctx->lw: the replicated weights, and with own_experts the expert matrices moe_weights_default
+ * allocated (a strategy with its own load_weights keeps them in its buffers). */
+void moe_weights_free(struct moe_ctx *ctx, int own_experts);
 int moe_weights_upload(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
 		       int64_t cols, void *d_dst);
 
