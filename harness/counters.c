@@ -62,4 +62,11 @@ void moe_counters_stop(struct moe_counters *c)
 	if (c->available)
 		PAPI_stop(c->eventset, v);
 	c->available = 0;
+	/* the names and deltas stay; PAPI's event set and library state go */
+	if (c->eventset != PAPI_NULL) {
+		PAPI_cleanup_eventset(c->eventset);
+		PAPI_destroy_eventset(&c->eventset);
+	}
+	if (PAPI_is_initialized())
+		PAPI_shutdown();
 }

@@ -17,6 +17,7 @@ struct moe_counters {
 void moe_counters_start(struct moe_counters *c);
 /* Values since the previous call (0s when unavailable). */
 void moe_counters_delta(struct moe_counters *c, long long *out);
+/* Stop counting and release PAPI's event set and library state (names and why stay). */
 void moe_counters_stop(struct moe_counters *c);
 
 #endif

@@ -92,7 +92,9 @@ static json_t *load_run(const char *what, const char *dbpath, char *err, size_t 
 static int record(sqlite3 *db, json_t *run, int regressions, json_t *cmp, char *err, size_t errlen)
 {
 	char *text = json_dumps(run, JSON_COMPACT);
-	char *fp = json_dumps(moe_env_fingerprint(run), JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *fpj = moe_env_fingerprint(run);
+	char *fp = json_dumps(fpj, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(fpj);
 	json_t *env = json_object_get(run, "env");
 	int ncases = 0, nok = 0, rc = -1;
 	size_t i;

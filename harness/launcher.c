@@ -409,26 +409,35 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 						snprintf(rp[r].error, sizeof(rp[r].error), "%s", buf);
 					free(buf);
 				}
-				int st2 = rp[r].wstatus;
-				if (!rp[r].result) {
-					int ph = atomic_load(&status->phase[r]);
-					if (WIFEXITED(st2) && WEXITSTATUS(st2) == MOE_EXIT_SKIP) {
-						snprintf(reason, sizeof(reason), "rank %d: %s", r, rp[r].error);
-						skip = 1;
-					} else if (WIFEXITED(st2) && WEXITSTATUS(st2) == MOE_EXIT_USAGE) {
-						snprintf(reason, sizeof(reason), "rank %d: %s", r, rp[r].error);
-						usage = 1;
-					} else {
-						describe_exit(reason, sizeof(reason), r, st2, moe_phase_name(ph),
-							      (long long)atomic_load(&status->iter[r]));
-						if (rp[r].error[0]) {
-							size_t k = strlen(reason);
-							snprintf(reason + k, sizeof(reason) - k, ": %s", rp[r].error);
-						}
+				int st2 = rp[r].wstatus, ph = atomic_load(&status->phase[r]);
+				if (rp[r].result) {
+					/* a rank that reported exits with its verdict; a crash or another status on its
+					 * way out (teardown, a sanitizer's leak check) fails the case all the same */
+					if (WIFEXITED(st2) &&
+					    (WEXITSTATUS(st2) == MOE_EXIT_OK || WEXITSTATUS(st2) == MOE_EXIT_FAIL))
+						continue;
+					if (WIFSIGNALED(st2))
+						snprintf(reason, sizeof(reason), "rank %d was killed by signal %d (%s) in phase %s, after reporting",
+							 r, WTERMSIG(st2), strsignal(WTERMSIG(st2)), moe_phase_name(ph));
+					else
+						snprintf(reason, sizeof(reason), "rank %d exited with status %d in phase %s, after reporting",
+							 r, WEXITSTATUS(st2), moe_phase_name(ph));
+				} else if (WIFEXITED(st2) && WEXITSTATUS(st2) == MOE_EXIT_SKIP) {
+					snprintf(reason, sizeof(reason), "rank %d: %s", r, rp[r].error);
+					skip = 1;
+				} else if (WIFEXITED(st2) && WEXITSTATUS(st2) == MOE_EXIT_USAGE) {
+					snprintf(reason, sizeof(reason), "rank %d: %s", r, rp[r].error);
+					usage = 1;
+				} else {
+					describe_exit(reason, sizeof(reason), r, st2, moe_phase_name(ph),
+						      (long long)atomic_load(&status->iter[r]));
+					if (rp[r].error[0]) {
+						size_t k = strlen(reason);
+						snprintf(reason + k, sizeof(reason) - k, ": %s", rp[r].error);
 					}
-					failed = 1;
-					break;
 				}
+				failed = 1;
+				break;
 			}
 		}
 		if (failed)

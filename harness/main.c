@@ -128,15 +128,30 @@ static const struct option long_opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static void add_set(struct moe_run_opts *o, const char *key, const char *val)
+static void push_set(struct moe_run_opts *o, char *s)
 {
 	o->sets = realloc(o->sets, (size_t)(o->nsets + 1) * sizeof(char *));
 	if (!o->sets)
 		abort();
+	o->sets[o->nsets++] = s;
+}
+
+static void add_set(struct moe_run_opts *o, const char *key, const char *val)
+{
 	size_t n = strlen(key) + strlen(val) + 2;
 	char *s = moe_xmalloc(n);
 	snprintf(s, n, "%s=%s", key, val);
-	o->sets[o->nsets++] = s;
+	push_set(o, s);
+}
+
+/* What parse_opts allocated: the --set values (every command that parses options frees them, on every path). */
+static void free_opts(struct moe_run_opts *o)
+{
+	for (int i = 0; i < o->nsets; i++)
+		free(o->sets[i]);
+	free(o->sets);
+	o->sets = NULL;
+	o->nsets = 0;
 }
 
 static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
@@ -153,8 +168,7 @@ static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
 				fprintf(stderr, "moebench: --set %s: expected KEY=VALUE\n", optarg);
 				return -1;
 			}
-			o->sets = realloc(o->sets, (size_t)(o->nsets + 1) * sizeof(char *));
-			o->sets[o->nsets++] = moe_xstrdup(optarg);
+			push_set(o, moe_xstrdup(optarg));
 			break;
 		}
 		case OPT_ONLY: o->only = optarg; break;
@@ -230,7 +244,10 @@ static int parse_opts(int argc, char **argv, struct moe_run_opts *o)
 		}
 		case 'q': o->quiet = 1; break;
 		case 'v': moe_log_verbosity++; break;
-		case OPT_HELP: usage(stdout); exit(0);
+		case OPT_HELP:
+			usage(stdout);
+			free_opts(o);
+			exit(0);
 		default: return -1;
 		}
 	}
@@ -294,9 +311,8 @@ static int cmd_list(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	if (prepare(argc, argv, &o, &cases))
-		return MOE_EXIT_USAGE;
-	for (int i = 0; i < cases.n; i++) {
+	int rc = prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : 0;
+	for (int i = 0; !rc && i < cases.n; i++) {
 		const struct moe_params *p = &cases.v[i].p;
 		char tok[8192], rt[MOE_PATH_MAX + 16];
 		moe_param_render(p, moe_opt_find("tokens"), tok, sizeof(tok));
@@ -309,14 +325,18 @@ static int cmd_list(int argc, char **argv)
 		       rt, (long long)p->layers,
 		       moe_backend_name(p->backend), moe_transport_name(p->transport));
 	}
+	/* a scenario that fails to load may leave the cases of the files and sections before it */
 	moe_caselist_free(&cases);
-	return 0;
+	free_opts(&o);
+	return rc;
 }
 
 static int cmd_topo(int argc, char **argv)
 {
 	struct moe_run_opts o;
-	if (parse_opts(argc, argv, &o))
+	int bad = parse_opts(argc, argv, &o);
+	free_opts(&o); /* topo reads no --set */
+	if (bad)
 		return MOE_EXIT_USAGE;
 	int nranks = o.ranks;
 	hwloc_topology_t topo;
@@ -356,32 +376,35 @@ static int mkdir_p(const char *path);
 static int cmd_calibrate(int argc, char **argv)
 {
 	struct moe_run_opts o;
-	if (parse_opts(argc, argv, &o))
-		return MOE_EXIT_USAGE;
+	int bad = parse_opts(argc, argv, &o), cuda = 0;
 	for (int i = 0; i < o.nsets; i++)
-		if (!strcmp(o.sets[i], "backend=cuda")) {
+		cuda |= !strcmp(o.sets[i], "backend=cuda");
+	free_opts(&o);
+	if (bad)
+		return MOE_EXIT_USAGE;
+	if (cuda) {
 #ifdef MOE_HAVE_CUDA_BACKEND
-			double copy = 0, gemm = 0;
-			int rc = moe_cuda_calibrate(0, stdout, &copy, &gemm);
-			if (rc == MOE_ERR_UNSUPPORTED)
-				fprintf(stderr, "moebench: calibrate: no usable GPU\n");
-			if (rc != MOE_OK)
-				return rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_FAIL;
-			/* run reads this to put every case's phases against the rooflines */
-			char path[4096], text[256];
-			snprintf(path, sizeof(path), "%s/calibration.json", o.out_dir);
-			int n = snprintf(text, sizeof(text), "{\"copy_GBps\": %.3f, \"gemm_TFLOPs\": %.3f}\n", copy, gemm);
-			if (mkdir_p(o.out_dir) || moe_write_atomic(path, text, (size_t)n)) {
-				fprintf(stderr, "moebench: calibrate: cannot write %s: %s\n", path, strerror(errno));
-				return MOE_EXIT_FAIL;
-			}
-			printf("# saved to %s: moebench run reads it from the same --out folder\n", path);
-			return 0;
-#else
-			fprintf(stderr, "moebench: calibrate: the CUDA backend is not built in\n");
-			return MOE_EXIT_SKIP;
-#endif
+		double copy = 0, gemm = 0;
+		int rc = moe_cuda_calibrate(0, stdout, &copy, &gemm);
+		if (rc == MOE_ERR_UNSUPPORTED)
+			fprintf(stderr, "moebench: calibrate: no usable GPU\n");
+		if (rc != MOE_OK)
+			return rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_FAIL;
+		/* run reads this to put every case's phases against the rooflines */
+		char path[4096], text[256];
+		snprintf(path, sizeof(path), "%s/calibration.json", o.out_dir);
+		int n = snprintf(text, sizeof(text), "{\"copy_GBps\": %.3f, \"gemm_TFLOPs\": %.3f}\n", copy, gemm);
+		if (mkdir_p(o.out_dir) || moe_write_atomic(path, text, (size_t)n)) {
+			fprintf(stderr, "moebench: calibrate: cannot write %s: %s\n", path, strerror(errno));
+			return MOE_EXIT_FAIL;
 		}
+		printf("# saved to %s: moebench run reads it from the same --out folder\n", path);
+		return 0;
+#else
+		fprintf(stderr, "moebench: calibrate: the CUDA backend is not built in\n");
+		return MOE_EXIT_SKIP;
+#endif
+	}
 	struct moe_calibration c;
 	size_t bytes = (size_t)256 << 20;
 	if (moe_calibrate_host(bytes, 20, &c)) {
@@ -574,15 +597,12 @@ static int mkdir_p(const char *path)
 	return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
-static int cmd_run(int argc, char **argv)
+/* run's work once the cases are loaded; cmd_run frees the options and the cases */
+static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases)
 {
-	struct moe_run_opts o;
-	struct moe_caselist cases = {0};
 	int ngpus = 0;
-	if (prepare(argc, argv, &o, &cases))
-		return MOE_EXIT_USAGE;
-	if (!cases.n) {
-		fprintf(stderr, "moebench: no case matches --only %s\n", o.only ? o.only : "");
+	if (!cases->n) {
+		fprintf(stderr, "moebench: no case matches --only %s\n", o->only ? o->only : "");
 		return MOE_EXIT_USAGE;
 	}
 	char exe[4096];
@@ -594,7 +614,7 @@ static int cmd_run(int argc, char **argv)
 	exe[k] = 0;
 	hwloc_topology_t topo;
 	char err[512];
-	if (moe_topo_load(&topo, o.topo_xml, err, sizeof(err))) {
+	if (moe_topo_load(&topo, o->topo_xml, err, sizeof(err))) {
 		fprintf(stderr, "moebench: topology: %s\n", err);
 		return MOE_EXIT_USAGE;
 	}
@@ -605,7 +625,7 @@ static int cmd_run(int argc, char **argv)
 			hwloc_topology_destroy(topo);
 			return MOE_EXIT_USAGE;
 		}
-		resolve_auto(&cases, probe.ngpus);
+		resolve_auto(cases, probe.ngpus);
 		ngpus = probe.ngpus;
 		moe_plan_free(&probe);
 	}
@@ -618,9 +638,9 @@ static int cmd_run(int argc, char **argv)
 	time_t now = time(NULL);
 	strftime(run_id, sizeof(run_id), "%Y%m%d-%H%M%S", localtime(&now));
 	snprintf(run_id + strlen(run_id), sizeof(run_id) - strlen(run_id), "-%d", (int)getpid());
-	snprintf(dir, sizeof(dir), "%s/%s", o.out_dir, run_id);
-	if (o.dump_dir && mkdir_p(o.dump_dir)) {
-		fprintf(stderr, "moebench: cannot create --dump folder %s: %s\n", o.dump_dir, strerror(errno));
+	snprintf(dir, sizeof(dir), "%s/%s", o->out_dir, run_id);
+	if (o->dump_dir && mkdir_p(o->dump_dir)) {
+		fprintf(stderr, "moebench: cannot create --dump folder %s: %s\n", o->dump_dir, strerror(errno));
 		hwloc_topology_destroy(topo);
 		return MOE_EXIT_USAGE;
 	}
@@ -633,11 +653,11 @@ static int cmd_run(int argc, char **argv)
 	env_machine(env, topo, ngpus);
 	{
 		char cpath[4096];
-		snprintf(cpath, sizeof(cpath), "%s/calibration.json", o.out_dir);
+		snprintf(cpath, sizeof(cpath), "%s/calibration.json", o->out_dir);
 		json_t *cal = json_load_file(cpath, 0, NULL);
 		if (cal) {
-			o.copy_GBps = json_number_value(json_object_get(cal, "copy_GBps"));
-			o.gemm_TFLOPs = json_number_value(json_object_get(cal, "gemm_TFLOPs"));
+			o->copy_GBps = json_number_value(json_object_get(cal, "copy_GBps"));
+			o->gemm_TFLOPs = json_number_value(json_object_get(cal, "gemm_TFLOPs"));
 			json_object_set_new(env, "calibration", cal);
 		}
 	}
@@ -645,14 +665,14 @@ static int cmd_run(int argc, char **argv)
 	json_object_set_new(run, "run_id", json_string(run_id));
 	json_object_set(run, "env", env);
 	json_object_set(run, "cases", jcases);
-	FILE *out = o.quiet || o.json_stdout ? NULL : stdout;
+	FILE *out = o->quiet || o->json_stdout ? NULL : stdout;
 	int any_rank = 0, any_mismatch = 0, any_usage = 0, nskip = 0, printed_header = 0;
 	double t0 = moe_now_us();
-	for (int i = 0; i < cases.n && !moe_interrupted; i++) {
-		const struct moe_case *c = &cases.v[i];
+	for (int i = 0; i < cases->n && !moe_interrupted; i++) {
+		const struct moe_case *c = &cases->v[i];
 		int n = (int)(c->p.dp * c->p.tp);
 		struct moe_plan plan;
-		if (moe_plan_build(topo, n, o.bind, &plan, err, sizeof(err))) {
+		if (moe_plan_build(topo, n, o->bind, &plan, err, sizeof(err))) {
 			fprintf(stderr, "moebench: case %s: placement: %s\n", c->name, err);
 			any_usage = 1;
 			continue;
@@ -666,16 +686,16 @@ static int cmd_run(int argc, char **argv)
 				moe_results_header(out, env);
 			printed_header = 1;
 		}
-		if (isatty(STDERR_FILENO) && !o.quiet) {
+		if (isatty(STDERR_FILENO) && !o->quiet) {
 			double el = (moe_now_us() - t0) * 1e-6;
 			char eta[64] = "";
 			if (i > 0) /* the cases so far, extrapolated */
-				snprintf(eta, sizeof(eta), ", about %.0f s to go", el / i * (cases.n - i));
-			fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed%s\033[K", i + 1, cases.n, c->name, el, eta);
+				snprintf(eta, sizeof(eta), ", about %.0f s to go", el / i * (cases->n - i));
+			fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed%s\033[K", i + 1, cases->n, c->name, el, eta);
 		}
 		json_t *cj;
-		int r = moe_launch_case(c, topo, &plan, &o, exe, &cj);
-		if (isatty(STDERR_FILENO) && !o.quiet)
+		int r = moe_launch_case(c, topo, &plan, o, exe, &cj);
+		if (isatty(STDERR_FILENO) && !o->quiet)
 			fprintf(stderr, "\r\033[K");
 		json_t *pj = json_array();
 		for (int q = 0; q < plan.nranks; q++)
@@ -715,7 +735,7 @@ static int cmd_run(int argc, char **argv)
 		moe_results_footer(out, jcases);
 		fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
 	}
-	if (o.json_stdout) {
+	if (o->json_stdout) {
 		char *s = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		if (s)
 			puts(s);
@@ -723,7 +743,7 @@ static int cmd_run(int argc, char **argv)
 	}
 	/* results/latest points at the newest run */
 	char link[4096];
-	snprintf(link, sizeof(link), "%s/latest", o.out_dir);
+	snprintf(link, sizeof(link), "%s/latest", o->out_dir);
 	unlink(link);
 	if (symlink(run_id, link))
 		moe_debug("symlink %s: %s", link, strerror(errno));
@@ -731,11 +751,6 @@ static int cmd_run(int argc, char **argv)
 	json_decref(jcases);
 	json_decref(run);
 	hwloc_topology_destroy(topo);
-	int ncases = cases.n;
-	moe_caselist_free(&cases);
-	for (int i = 0; i < o.nsets; i++)
-		free(o.sets[i]);
-	free(o.sets);
 	if (moe_interrupted)
 		return MOE_EXIT_RANK;
 	if (any_rank)
@@ -744,9 +759,19 @@ static int cmd_run(int argc, char **argv)
 		return MOE_EXIT_USAGE;
 	if (any_mismatch || inv_failed || wrc)
 		return MOE_EXIT_FAIL;
-	if (nskip == ncases)
+	if (nskip == cases->n)
 		return MOE_EXIT_SKIP;
 	return MOE_EXIT_OK;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct moe_run_opts o;
+	struct moe_caselist cases = {0};
+	int rc = prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : run_cases(argc, argv, &o, &cases);
+	moe_caselist_free(&cases);
+	free_opts(&o);
+	return rc;
 }
 
 int main(int argc, char **argv)

@@ -62,6 +62,9 @@ struct rank_run {
 	void *merge_sym;  /* the partition's symmetric staging buffer */
 	moe_bf16 *ypad;   /* T + pad rows (sp buffer / zero_token) */
 	uint64_t digest_first; /* output digest after the first timed iteration */
+	void *shm;        /* the case segment, shm_bytes long */
+	size_t shm_bytes;
+	int done;         /* the case ran to its end and the result was sent */
 };
 
 static struct rank_run *the_run; /* for moe_phase's fault injection and counters */
@@ -543,6 +546,42 @@ static json_t *samples_json(struct rank_run *r, int iters)
 	return s;
 }
 
+/* Everything the rank holds, in the reverse order of run_case: the strategy, weights, workspaces,
+ * transport and backend, then its own buffers. */
+static void rank_free(struct rank_run *r)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(r->p.strategy));
+	if (st)
+		st->teardown(ctx);
+	if (ctx->be) {
+		/* a strategy with its own load_weights keeps the expert matrices in its buffers */
+		moe_weights_free(ctx, !(st && st->load_weights));
+		moe_ws_release(ctx);
+	}
+	if (ctx->comm)
+		ctx->xp->fini(ctx->comm);
+	if (ctx->dev)
+		ctx->be->fini(ctx->dev);
+	free(r->X);
+	free(r->Y);
+	free(r->xs);
+	free(r->ys);
+	free(r->idx);
+	free(r->w);
+	for (int ph = 0; ph < MOE_PH_COUNT; ph++)
+		free(r->samples[ph]);
+	free(r->xfer);
+	free(r->fetch);
+	moe_trace_free(&r->trace);
+	free(r->gid);
+	free(ctx->tokens);
+	if (r->shm)
+		munmap(r->shm, r->shm_bytes);
+}
+
+static int run_case(struct rank_run *r, int shm_fd);
+
 int moe_rank_main(void)
 {
 	const char *e_rank = getenv("MOEBENCH_RANK"), *e_n = getenv("MOEBENCH_NRANKS");
@@ -551,15 +590,29 @@ int moe_rank_main(void)
 		fprintf(stderr, "moebench __rank is started by the launcher (moebench run), not by hand\n");
 		return MOE_EXIT_USAGE;
 	}
-	static struct rank_run run;
-	struct rank_run *r = &run;
+	struct rank_run *r = moe_xcalloc(1, sizeof(*r));
 	struct moe_ctx *ctx = &r->ctx;
 	ctx->rank = atoi(e_rank);
 	ctx->nranks = atoi(e_n);
 	ctx->cur_phase = -1;
 	r->boot_fd = atoi(e_boot);
 	moe_log_rank = ctx->rank;
-	int shm_fd = atoi(e_shm);
+	int rc = run_case(r, atoi(e_shm));
+	/* A case that failed once the transport was up exits without tearing it down: that waits on peers
+	 * (ipc's closing barrier, NCCL) which may be gone, and the launcher judges a rank when it exits.
+	 * Its state stays reachable through the_run until the exit. */
+	if (r->done || !ctx->comm) {
+		the_run = NULL;
+		rank_free(r);
+		free(r);
+	}
+	return rc;
+}
+
+/* The case, from its text to the result sent to the launcher. Returns the rank's exit status. */
+static int run_case(struct rank_run *r, int shm_fd)
+{
+	struct moe_ctx *ctx = &r->ctx;
 	uint32_t type;
 	char *text;
 	size_t len;
@@ -581,6 +634,8 @@ int moe_rank_main(void)
 	if (shm == MAP_FAILED)
 		return send_error(r->boot_fd, "mmap of the case segment (%lld bytes): %s", (long long)shm_bytes, strerror(errno)),
 		       MOE_EXIT_RANK;
+	r->shm = shm;
+	r->shm_bytes = (size_t)shm_bytes;
 	ctx->status = shm;
 	the_run = r;
 	moe_phase(ctx, MOE_PH_setup);
@@ -694,8 +749,10 @@ int moe_rank_main(void)
 	}
 	if (r->dump[0]) {
 		char derr[512];
-		if (moe_dump_case(ctx, r->dump, r->T, r->n, r->X, r->Y, r->idx, r->w, derr, sizeof(derr)))
+		if (moe_dump_case(ctx, r->dump, r->T, r->n, r->X, r->Y, r->idx, r->w, derr, sizeof(derr))) {
+			json_decref(res);
 			return send_error(r->boot_fd, "%s", derr), MOE_EXIT_USAGE;
+		}
 	}
 	moe_phase(ctx, MOE_PH_report);
 	/* every timed iteration computes the same thing: the first and last outputs must be bit-identical */
@@ -753,13 +810,12 @@ int moe_rank_main(void)
 #endif
 	char *out = json_dumps(res, JSON_COMPACT);
 	json_decref(res);
-	if (!out || moe_msg_send(r->boot_fd, MOE_MSG_RESULT, out, strlen(out)))
+	if (!out || moe_msg_send(r->boot_fd, MOE_MSG_RESULT, out, strlen(out))) {
+		free(out);
 		return MOE_EXIT_RANK;
+	}
 	free(out);
 	moe_phase(ctx, MOE_PH_done);
-	st->teardown(ctx);
-	moe_ws_release(ctx);
-	ctx->xp->fini(ctx->comm);
-	ctx->be->fini(ctx->dev);
+	r->done = 1;
 	return mismatch == 1 ? MOE_EXIT_FAIL : MOE_EXIT_OK;
 }

@@ -60,14 +60,35 @@ static void add_section(struct parse_state *ps, const char *name)
 #define INIH_MAX_SECTION 50
 
 /* Line reader for inih that counts lines and sees section headers (so empty and repeated sections,
- * which inih does not report, are found, and each case knows its header line). */
+ * which inih does not report, are found, and each case knows its header line). inih hands it a buffer
+ * of num bytes and would take a longer line as several, so such a line is an error here: a line may
+ * have num - 1 characters besides its line end ("\n", "\r\n" or the end of the file). */
 static char *reader(char *str, int num, void *stream)
 {
 	struct parse_state *ps = ((void **)stream)[1];
-	char *r = fgets(str, num, ((void **)stream)[0]);
-	if (!r)
-		return r;
+	FILE *f = ((void **)stream)[0];
+	int len = 0, c = 0;
+	while (len < num - 1 && (c = getc(f)) != EOF) {
+		str[len++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	if (!len)
+		return NULL;
+	str[len] = 0;
 	ps->lineno++;
+	if (len == num - 1 && c != '\n') { /* the buffer is full: only the line end may come next */
+		c = getc(f);
+		if (c == '\r')
+			c = getc(f);
+		if (c != '\n' && c != EOF) {
+			if (!ps->failed)
+				snprintf(ps->err, sizeof(ps->err), "%s:%d: line is longer than %d characters (the limit of the INI reader)",
+					 ps->path, ps->lineno, num - 1);
+			ps->failed = 1;
+			return NULL;
+		}
+	}
 	const char *s = str;
 	/* see the line as inih does: a UTF-8 BOM on line 1 and any isspace() before '[' are skipped */
 	if (ps->lineno == 1 && !strncmp(s, "\xEF\xBB\xBF", 3))
@@ -99,7 +120,7 @@ static char *reader(char *str, int num, void *stream)
 			ps->failed = 1;
 		}
 	}
-	return r;
+	return str;
 }
 
 static int add_entry(struct parse_state *ps, const char *section, const char *key, const char *value, int line)

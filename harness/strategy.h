@@ -67,6 +67,9 @@ int moe_weights_default(struct moe_ctx *ctx);
 /* Lower bound of the bytes one rank's weights take in backend memory outside the symmetric heap (the
  * memory preflight adds the heap and the activations). */
 size_t moe_weights_bytes(const struct moe_params *p, int nranks);
+/* Free ctx->lw: the replicated weights, and with own_experts the expert matrices moe_weights_default
+ * allocated (a strategy with its own load_weights keeps them in its buffers). */
+void moe_weights_free(struct moe_ctx *ctx, int own_experts);
 int moe_weights_upload(struct moe_ctx *ctx, enum moe_tensor t, uint32_t layer, uint64_t row0, int64_t rows,
 		       int64_t cols, void *d_dst);
 

@@ -103,3 +103,26 @@ int moe_weights_default(struct moe_ctx *ctx)
 	}
 	return MOE_OK;
 }
+
+void moe_weights_free(struct moe_ctx *ctx, int own_experts)
+{
+	if (!ctx->lw)
+		return;
+	for (int64_t l = 0; l < MOE_MAX(ctx->p->layers, 1); l++) {
+		struct moe_layer_weights *lw = &ctx->lw[l];
+		ctx->be->free(ctx->dev, lw->wg);
+		ctx->be->free(ctx->dev, lw->bias);
+		ctx->be->free(ctx->dev, lw->sw1);
+		ctx->be->free(ctx->dev, lw->sw3);
+		ctx->be->free(ctx->dev, lw->sw2);
+		for (int64_t e = 0; own_experts && lw->w1 && e < ctx->p->experts; e++) {
+			ctx->be->free(ctx->dev, lw->w1[e]); /* W3 lies in W1's allocation */
+			ctx->be->free(ctx->dev, lw->w2[e]);
+		}
+		free(lw->w1);
+		free(lw->w3);
+		free(lw->w2);
+	}
+	free(ctx->lw);
+	ctx->lw = NULL;
+}

@@ -46,4 +46,11 @@ print('worst relative error, plain Python float64 vs moebench: %.3g' % worst)
 sys.exit(0 if worst < 2e-2 else 1)
 PY
 check "plain Python recomputes y from the dump within the bf16 tolerance" test $? -eq 0
+# a case folder that cannot be made (a file has its name): the rank reports a usage error naming the file
+mkdir -p "$OUT/baddump"
+touch "$OUT/baddump/single"
+"$MOEBENCH" run "$SRC/scenarios/smoke.ini" --only single --out "$OUT/res2" --dump "$OUT/baddump" >"$OUT/baddump.out" 2>&1
+rc=$?
+check "an unwritable --dump folder: exit 2 (got $rc)" test "$rc" -eq 2
+check "the case names the file it could not write" grep -q "rank 0: --dump: writing $OUT/baddump/single/" "$OUT/baddump.out"
 finish

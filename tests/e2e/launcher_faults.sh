@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Supervision: a rank that crashes, exits early or hangs fails its case with exit 3, naming the rank
-# and phase; no process is left behind; cases already finished keep their results.
+# and phase (also when it crashes after reporting, on its way out); no process is left behind; cases
+# already finished keep their results.
 . "$(dirname "$0")/lib.bash"
 cat >"$OUT/two.ini" <<'INI'
 [global]
@@ -17,7 +18,9 @@ tokens = 64
 INI
 for fault in "3:combine:crash|killed by signal 11 (Segmentation fault) in phase combine" \
              "3:dispatch:exit|exited with status 9 in phase dispatch" \
-             "3:setup:crash|killed by signal 11 (Segmentation fault) in phase setup"; do
+             "3:setup:crash|killed by signal 11 (Segmentation fault) in phase setup" \
+             "3:done:crash|killed by signal 11 (Segmentation fault) in phase done, after reporting" \
+             "3:done:exit|exited with status 9 in phase done, after reporting"; do
   spec=${fault%%|*}
   want=${fault#*|}
   d="$OUT/${spec//:/_}"

@@ -743,6 +743,66 @@ static void test_scn_errors(void **state)
 	load_bad(want, NULL, 0, "nope.ini: cannot open: No such file or directory");
 }
 
+/* A line of len characters: head, then fill characters up to len. */
+static void long_line(char *buf, size_t len, const char *head)
+{
+	size_t h = strlen(head);
+	memcpy(buf, head, h);
+	memset(buf + h, 'x', len - h);
+	buf[len] = 0;
+}
+
+/* inih reads a line into 200 bytes: 199 characters and the line end are the most a line may have. A
+ * longer line is an error on its own line; the lines after one at the limit keep their numbers. */
+static void test_scn_long_lines(void **state)
+{
+	(void)state;
+	char comment[1024], key[256], text[4096], want[600];
+	const char *path;
+	struct moe_caselist l;
+	long_line(comment, 199, "; ");
+	long_line(key, 199, "topk = 2 ; "); /* an inline comment fills the key's line */
+
+	snprintf(text, sizeof(text), "[a]\n%s\n%s\n[b]\ntopk = 3\n", comment, key);
+	path = write_scn("l1.ini", text);
+	load_ok(path, NULL, 0, &l);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.v[0].p.topk, 2);
+	assert_int_equal(l.v[1].line, 4);
+	assert_int_equal(l.v[1].p.topk, 3);
+	moe_caselist_free(&l);
+
+	/* an error after them names its own line */
+	snprintf(text, sizeof(text), "[a]\n%s\n%s\nscore = tanh\n", comment, key);
+	path = write_scn("l2.ini", text);
+	snprintf(want, sizeof(want), "%s:4: key 'score': expected one of softmax, sigmoid; got 'tanh'", path);
+	load_bad(path, NULL, 0, want);
+
+	/* the same with CRLF line ends, and at the end of a file without a line end */
+	snprintf(text, sizeof(text), "[a]\r\n%s\r\n%s\r\n[b]\r\n%s", comment, key, comment);
+	path = write_scn("l3.ini", text);
+	load_ok(path, NULL, 0, &l);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.v[0].p.topk, 2);
+	assert_int_equal(l.v[1].line, 4);
+	moe_caselist_free(&l);
+
+	/* one character more, as a comment or a key, or far more */
+	long_line(comment, 200, "; ");
+	snprintf(text, sizeof(text), "[a]\ntopk = 2\n%s\n[b]\n", comment);
+	path = write_scn("l4.ini", text);
+	snprintf(want, sizeof(want), "%s:3: line is longer than 199 characters (the limit of the INI reader)", path);
+	load_bad(path, NULL, 0, want);
+	long_line(key, 200, "topk = 2 ; ");
+	snprintf(text, sizeof(text), "[a]\r\n%s\r\n", key);
+	path = write_scn("l5.ini", text);
+	load_bad(path, NULL, 0, ":2: line is longer than 199 characters");
+	long_line(comment, 1000, "; ");
+	snprintf(text, sizeof(text), "[a]\n%s\n%s", comment, key);
+	path = write_scn("l6.ini", text);
+	load_bad(path, NULL, 0, ":2: line is longer than 199 characters");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -761,6 +821,7 @@ int main(void)
 		cmocka_unit_test(test_scn_empty_section_and_list),
 		cmocka_unit_test(test_scn_model_first),
 		cmocka_unit_test(test_scn_errors),
+		cmocka_unit_test(test_scn_long_lines),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }
