@@ -42,13 +42,14 @@ void moe_counters_start(struct moe_counters *c)
 		return;
 	}
 	c->available = 1;
+	c->running = 1;
 }
 
 void moe_counters_delta(struct moe_counters *c, long long *out)
 {
 	long long v[MOE_MAX_EVENTS] = {0};
 	memset(out, 0, sizeof(long long) * MOE_MAX_EVENTS); /* entries past the events in use stay zero */
-	if (!c->available || PAPI_read(c->eventset, v) != PAPI_OK)
+	if (!c->running || PAPI_read(c->eventset, v) != PAPI_OK)
 		return;
 	for (int i = 0; i < c->nevents; i++) {
 		out[i] = v[i] - c->last[i];
@@ -59,9 +60,9 @@ void moe_counters_delta(struct moe_counters *c, long long *out)
 void moe_counters_stop(struct moe_counters *c)
 {
 	long long v[MOE_MAX_EVENTS];
-	if (c->available)
+	if (c->running)
 		PAPI_stop(c->eventset, v);
-	c->available = 0;
+	c->running = 0;
 	/* the names and deltas stay; PAPI's event set and library state go */
 	if (c->eventset != PAPI_NULL) {
 		PAPI_cleanup_eventset(c->eventset);

@@ -5,7 +5,8 @@
 #define MOE_MAX_EVENTS 4
 
 struct moe_counters {
-	int available;
+	int available; /* events were counted (stays set after stop, for the report) */
+	int running;   /* counting now: between a successful start and stop */
 	int eventset;
 	int nevents;
 	char names[MOE_MAX_EVENTS][64];

@@ -25,6 +25,8 @@ check "wire bytes exclude self-sends (single rank sends 0 on the wire)" test "$(
   "[c['bytes']['wire'] for c in d['cases'] if c['params']['dp']=='1' and c['params']['tp']=='1'][0]")" = 0
 check "counters recorded (events used or why not)" test "$(jget "$J" \
   "all('available' in r['counters'] and (r['counters']['events'] or r['counters'].get('note')) for c in d['cases'] for r in c['ranks'])")" = True
+check "counters are available exactly when events were counted" test "$(jget "$J" \
+  "all(r['counters']['available'] == bool(r['counters']['events']) for c in d['cases'] for r in c['ranks'])")" = True
 check "placement per rank recorded" test "$(jget "$J" "all('cpuset' in r for c in d['cases'] for r in c['ranks'])")" = True
 D=$(dirname "$J")
 check "cases.tsv has a row per case" test "$(grep -vc '^#' "$D/cases.tsv")" -eq "$(jget "$J" "len(d['cases'])")"
