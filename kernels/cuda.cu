@@ -74,17 +74,11 @@ static int grow(void **p, size_t *cap, size_t need)
 	return MOE_OK;
 }
 
-static int cuda_init(struct moe_dev **out, int gpu)
+static void cuda_fini(struct moe_dev *d);
+
+/* The device's streams, cuBLAS handle and events; on a failure cuda_init releases what was made. */
+static int cuda_setup(struct moe_dev *d, int n)
 {
-	struct moe_dev *d = (struct moe_dev *)calloc(1, sizeof(*d));
-	if (!d)
-		return MOE_ERR_NOMEM;
-	d->gpu = gpu < 0 ? 0 : gpu;
-	int n = 0;
-	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-		free(d);
-		return MOE_ERR_UNSUPPORTED;
-	}
 	CU(cudaSetDevice(d->gpu % n));
 	CU(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
 	CB(cublasCreate(&d->blas));
@@ -99,6 +93,25 @@ static int cuda_init(struct moe_dev **out, int gpu)
 	size_t fr = 0, tot = 0;
 	CU(cudaMemGetInfo(&fr, &tot));
 	d->base_used = d->peak_used = tot - fr;
+	return MOE_OK;
+}
+
+static int cuda_init(struct moe_dev **out, int gpu)
+{
+	struct moe_dev *d = (struct moe_dev *)calloc(1, sizeof(*d));
+	if (!d)
+		return MOE_ERR_NOMEM;
+	d->gpu = gpu < 0 ? 0 : gpu;
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+		free(d);
+		return MOE_ERR_UNSUPPORTED;
+	}
+	int rc = cuda_setup(d, n);
+	if (rc != MOE_OK) {
+		cuda_fini(d);
+		return rc;
+	}
 	*out = d;
 	return MOE_OK;
 }
