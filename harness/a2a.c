@@ -104,7 +104,6 @@ static int a2a_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t 
 	struct moe_dev *dv = ctx->dev;
 	int64_t H = p->hidden, K = p->topk, R = ctx->nranks, epr = p->experts / R;
 	size_t row = (size_t)H * sizeof(moe_bf16);
-	struct moe_layer_weights *lw = &ctx->lw[layer];
 
 	MOE_CHECK(moe_phase(ctx, MOE_PH_dispatch));
 	/* destination of slot (t, k) is the owner of its expert; pos_send is its place in send order */
@@ -135,17 +134,7 @@ static int a2a_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t 
 	MOE_CHECK(be->scatter_rows(dv, s->recv_x, s->pos_exp, nrecv, 1, H, s->sorted_x));
 	if (p->score_before_experts)
 		MOE_CHECK(be->scatter_i32(dv, (const int32_t *)s->recv_w, s->pos_exp, nrecv, (int32_t *)s->sorted_w));
-	struct moe_ffn_cfg fc = {
-		.kind = (enum moe_ffn_kind)p->expert,
-		.hidden = H,
-		.ffn = p->ffn,
-		.nexperts = epr,
-		.first_expert = first,
-		.d_w1 = (const moe_bf16 *const *)lw->w1 + first,
-		.d_w3 = (const moe_bf16 *const *)lw->w3 + first,
-		.d_w2 = (const moe_bf16 *const *)lw->w2 + first,
-	};
-	MOE_CHECK(be->ffn(dv, &fc, s->sorted_x, s->ecount, p->score_before_experts ? s->sorted_w : NULL, s->sorted_y));
+	MOE_CHECK(moe_experts_run(ctx, layer, first, epr, s->ecount, s->sorted_x, s->sorted_w, s->sorted_y));
 	MOE_CHECK(be->gather_rows(dv, s->sorted_y, s->pos_exp, nrecv, H, s->back_y));
 
 	MOE_CHECK(moe_phase(ctx, MOE_PH_combine));

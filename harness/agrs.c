@@ -86,7 +86,6 @@ static int agrs_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t
 	const struct moe_backend_ops *be = ctx->be;
 	struct moe_dev *dv = ctx->dev;
 	int64_t H = p->hidden, K = p->topk, R = ctx->nranks, epr = p->experts / R, sr = ctx->sum_rows;
-	struct moe_layer_weights *lw = &ctx->lw[layer];
 
 	MOE_CHECK(moe_phase(ctx, MOE_PH_dispatch));
 	MOE_CHECK(be->d2d(dv, s->send_x, x, (size_t)(n * H) * 2));
@@ -106,19 +105,9 @@ static int agrs_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t
 	MOE_CHECK(be->scatter_rows(dv, s->all_x, s->pos, sr * K, K, H, s->sorted_x));
 	if (p->score_before_experts)
 		MOE_CHECK(be->scatter_i32(dv, (const int32_t *)s->all_w, s->pos, sr * K, (int32_t *)s->sorted_w));
-	struct moe_ffn_cfg fc = {
-		.kind = (enum moe_ffn_kind)p->expert,
-		.hidden = H,
-		.ffn = p->ffn,
-		.nexperts = epr,
-		.first_expert = first,
-		.d_w1 = (const moe_bf16 *const *)lw->w1 + first,
-		.d_w3 = (const moe_bf16 *const *)lw->w3 + first,
-		.d_w2 = (const moe_bf16 *const *)lw->w2 + first,
-	};
 	ctx->slots_sent += n * K;
 	ctx->slots_computed += mine;
-	MOE_CHECK(be->ffn(dv, &fc, s->sorted_x, s->ecount, p->score_before_experts ? s->sorted_w : NULL, s->sorted_y));
+	MOE_CHECK(moe_experts_run(ctx, layer, first, epr, s->ecount, s->sorted_x, s->sorted_w, s->sorted_y));
 	/* partial sums over the owned slots of every gathered row, slot order, from zero */
 	MOE_CHECK(be->combine(dv, s->sorted_y, s->pos, s->all_w, sr, K, H, NULL, p->score_before_experts, NULL,
 			      s->partial));

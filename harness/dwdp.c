@@ -185,22 +185,10 @@ static int dwdp_setup(struct moe_ctx *ctx)
 /* Experts [a, b) over their contiguous rows of the expert-major buffers. */
 static int ffn_range(struct moe_ctx *ctx, struct dwdp_state *s, int layer, int64_t a, int64_t b, int64_t row0)
 {
-	const struct moe_params *p = ctx->p;
-	struct moe_layer_weights *lw = &ctx->lw[layer];
 	if (a >= b)
 		return MOE_OK;
-	struct moe_ffn_cfg fc = {
-		.kind = (enum moe_ffn_kind)p->expert,
-		.hidden = s->H,
-		.ffn = s->F,
-		.nexperts = b - a,
-		.first_expert = a,
-		.d_w1 = (const moe_bf16 *const *)lw->w1 + a,
-		.d_w3 = (const moe_bf16 *const *)lw->w3 + a,
-		.d_w2 = (const moe_bf16 *const *)lw->w2 + a,
-	};
-	return ctx->be->ffn(ctx->dev, &fc, s->sorted_x + row0 * s->H, s->ecount + a,
-			    p->score_before_experts ? s->sorted_w + row0 : NULL, s->sorted_y + row0 * s->H);
+	return moe_experts_run(ctx, layer, a, b - a, s->ecount + a, s->sorted_x + row0 * s->H, s->sorted_w + row0,
+			       s->sorted_y + row0 * s->H);
 }
 
 static int dwdp_layer(struct moe_ctx *ctx, int layer, const moe_bf16 *x, int64_t n, const int32_t *idx,

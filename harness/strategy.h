@@ -64,6 +64,10 @@ struct moe_ctx {
  * arrays allocated, empty); the default loader adds the DP-to-EP experts; upload generates one block. */
 int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weights *lw);
 int moe_weights_default(struct moe_ctx *ctx);
+/* Experts [first, first + n) of layer `layer` over rows already in expert-major order (counts[j] rows for
+ * expert first + j); w (per row) scales the input first when score_before_experts, else it is ignored. */
+int moe_experts_run(struct moe_ctx *ctx, int layer, int64_t first, int64_t n, const int64_t *counts,
+		    const moe_bf16 *x, const float *w, moe_bf16 *y);
 /* Lower bound of the bytes one rank's weights take in backend memory outside the symmetric heap (the
  * memory preflight adds the heap and the activations). */
 size_t moe_weights_bytes(const struct moe_params *p, int nranks);

@@ -64,6 +64,24 @@ int moe_weights_replicated(struct moe_ctx *ctx, int64_t l, struct moe_layer_weig
 	return MOE_OK;
 }
 
+int moe_experts_run(struct moe_ctx *ctx, int layer, int64_t first, int64_t n, const int64_t *counts,
+		    const moe_bf16 *x, const float *w, moe_bf16 *y)
+{
+	const struct moe_params *p = ctx->p;
+	const struct moe_layer_weights *lw = &ctx->lw[layer];
+	struct moe_ffn_cfg fc = {
+		.kind = (enum moe_ffn_kind)p->expert,
+		.hidden = p->hidden,
+		.ffn = p->ffn,
+		.nexperts = n,
+		.first_expert = first,
+		.d_w1 = (const moe_bf16 *const *)lw->w1 + first,
+		.d_w3 = (const moe_bf16 *const *)lw->w3 + first,
+		.d_w2 = (const moe_bf16 *const *)lw->w2 + first,
+	};
+	return ctx->be->ffn(ctx->dev, &fc, x, counts, p->score_before_experts ? w : NULL, y);
+}
+
 size_t moe_weights_bytes(const struct moe_params *p, int nranks)
 {
 	double E = (double)p->experts, H = (double)p->hidden, F = (double)p->ffn, b = 0;

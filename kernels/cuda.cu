@@ -666,9 +666,9 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, in
 }
 
 /* The expert GEMMs: one cublasGemmEx per expert over side streams once experts have about a thousand rows or
- * more (GPU-HOST.md; calibrate measures it at 99 % of a dense layer of the same FLOPs for deepseek-v3, ahead
- * of the batched GEMM); below that, one batched GEMM when every expert has the same rows, else cuBLAS's
- * grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
+ * more (GPU-HOST.md; calibrate measures it at 94-99 % of a dense layer of the same FLOPs, within 5 % of the
+ * batched GEMM); below that, one batched GEMM when every expert has the same rows (1.25-1.9x the others
+ * there), else cuBLAS's grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
 static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldc, const void *const *A,
 			const void *const *W, void *const *C, int64_t avg_rows)
 {

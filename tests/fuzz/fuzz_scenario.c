@@ -4,48 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "params.h"
+#include "scratch.h"
 #include "scenario.h"
 
 /* Input layout: scenario file text, then optionally a NUL byte followed by --set lines
  * ("KEY=VALUE", one per line, at most MAX_SETS). Each set line is also fed to moe_param_set. */
 #define MAX_SETS 8
-
-static int fd = -1;
-static char path[128];
-
-static void cleanup(void)
-{
-	if (path[0])
-		unlink(path);
-}
-
-static void open_scratch(void)
-{
-	const char *dirs[] = {"/dev/shm", getenv("TMPDIR"), "/tmp"};
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && fd < 0; i++) {
-		if (!dirs[i])
-			continue;
-		snprintf(path, sizeof(path), "%s/moebench-fuzz-scenario-%ld.ini", dirs[i], (long)getpid());
-		fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	}
-	if (fd < 0) {
-		perror("fuzz_scenario: scratch file");
-		abort();
-	}
-	atexit(cleanup);
-}
-
-static void write_all(const uint8_t *d, size_t n)
-{
-	if (ftruncate(fd, 0) || (n && pwrite(fd, d, n, 0) != (ssize_t)n)) {
-		perror("fuzz_scenario: write");
-		abort();
-	}
-}
 
 static void check_err(const char *err, size_t len)
 {
@@ -56,11 +22,9 @@ static void check_err(const char *err, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (fd < 0)
-		open_scratch();
 	const uint8_t *nul = memchr(data, 0, size);
 	size_t flen = nul ? (size_t)(nul - data) : size;
-	write_all(data, flen);
+	const char *path = scratch_write("scenario.ini", data, flen);
 
 	/* --set lines: NUL-terminated copies */
 	char *sets[MAX_SETS];
