@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../kernels/kernels.h"
+#include "kernels.h"
 
 #define MOE_TRANSPORT_ABI 1
 

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "../kernels/kernels.h"
+#include "kernels.h"
 #include "params.h"
 #include "rng.h"
 #include "status.h"

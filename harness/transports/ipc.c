@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/cuda_iface.h"
+#include "cuda_iface.h"
 #include "boot.h"
 #include "moe.h"
 #include "cudacheck.h"
