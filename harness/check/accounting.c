@@ -152,15 +152,22 @@ static json_int_t geti(json_t *rank, const char *obj, const char *key)
 	return json_integer_value(json_object_get(json_object_get(rank, obj), key));
 }
 
-/* The first quantity of rank r that differs from what its strategy and partition require, or NULL. */
-static json_t *check_rank(const struct moe_params *p, json_t *rk, int64_t r, const struct expect *x,
-			  const int64_t *ex)
+/* Rows first: the first quantity of rank r that differs from what its strategy and partition require, or NULL. */
+static json_t *check_rows(const struct moe_params *p, json_t *rk, int64_t r, const struct expect *x)
 {
-	const char *part = moe_partition_name(p->partition), *strat = moe_strategy_name(p->strategy);
+	const char *part = moe_partition_name(p->partition);
 	if (geti(rk, "accounting", "rows") != x->rows)
 		return bad(r, "rows dispatched", part, x->rows, geti(rk, "accounting", "rows"));
 	if (geti(rk, "accounting", "pad_rows") != x->pad)
 		return bad(r, "pad rows dispatched", "(-T) mod tp per group", x->pad, geti(rk, "accounting", "pad_rows"));
+	return NULL;
+}
+
+/* The rest: slots, rows per expert, bytes. */
+static json_t *check_work(const struct moe_params *p, json_t *rk, int64_t r, const struct expect *x,
+			  const int64_t *ex)
+{
+	const char *strat = moe_strategy_name(p->strategy);
 	if (geti(rk, "accounting", "stray_slots"))
 		return bad(r, "slots routed to no expert", "routing", 0, geti(rk, "accounting", "stray_slots"));
 	if (geti(rk, "slots", "sent") != x->sent)
@@ -194,11 +201,15 @@ json_t *moe_accounting_check(const struct moe_params *p, const int64_t *tokens, 
 	if (!ex)
 		return bad(0, "accounting", "out of memory", 0, 0);
 	json_t *first = NULL;
-	for (int64_t r = 0; r < R && !first; r++) {
-		struct expect x;
-		expect_rank(p, tokens, ranks, r, &x, ex);
-		first = check_rank(p, json_array_get(ranks, (size_t)r), r, &x, ex);
-	}
+	/* every rank's rows before anyone's bytes: a rank that dispatches too much is named, not the peer
+	 * whose byte count its extra rows inflated */
+	for (int pass = 0; pass < 2; pass++)
+		for (int64_t r = 0; r < R && !first; r++) {
+			struct expect x;
+			json_t *rk = json_array_get(ranks, (size_t)r);
+			expect_rank(p, tokens, ranks, r, &x, ex);
+			first = pass ? check_work(p, rk, r, &x, ex) : check_rows(p, rk, r, &x);
+		}
 	free(ex);
 	return first;
 }
