@@ -579,7 +579,8 @@ done:
 		moe_tokens_resolve(p, tk);
 		json_t *acct = moe_accounting_check(p, tk, ranks);
 		free(tk);
-		json_object_set_new(cj, "accounting", json_string(acct ? json_string_value(json_object_get(acct, "what")) : "ok"));
+		const char *acct_what = acct ? json_string_value(json_object_get(acct, "what")) : "ok";
+		json_object_set_new(cj, "accounting", json_string(acct_what));
 		if (acct) {
 			mismatch = 1;
 			if (!tp_bad)
