@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "accounting.h"
 #include "boot.h"
 #include "moe.h"
 #include "stats.h"
@@ -573,6 +574,20 @@ done:
 			}
 		}
 		json_object_set_new(cj, "digests", dig);
+		/* what each rank counted against what its strategy requires (accounting.c says why here) */
+		int64_t *tk = moe_xcalloc((size_t)p->dp, sizeof(int64_t));
+		moe_tokens_resolve(p, tk);
+		json_t *acct = moe_accounting_check(p, tk, ranks);
+		free(tk);
+		const char *acct_what = acct ? json_string_value(json_object_get(acct, "what")) : "ok";
+		json_object_set_new(cj, "accounting", json_string(acct_what));
+		if (acct) {
+			mismatch = 1;
+			if (!tp_bad)
+				tp_bad = acct;
+			else
+				json_decref(acct);
+		}
 		aggregate(cj, rp, n, p, plan->ngpus, o);
 		if (mismatch) {
 			outcome = MOE_EXIT_FAIL;

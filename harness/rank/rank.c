@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "accounting.h"
 #include "boot.h"
 #ifdef MOE_HAVE_CUDA_BACKEND
 #include "cuda_iface.h"
@@ -285,6 +286,8 @@ static int run_iteration(struct rank_run *r)
 	ctx->xfer_us = 0;
 	ctx->fetch_us = 0;
 	ctx->slots_sent = ctx->slots_computed = 0;
+	ctx->rows_dispatched = ctx->pad_dispatched = 0;
+	memset(ctx->expert_rows, 0, (size_t)p->experts * sizeof(int64_t));
 	MOE_CHECK(ctx->xp->barrier(ctx->comm, MOE_GROUP_WORLD));
 	if (p->l2_flush)
 		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
@@ -313,6 +316,8 @@ static int run_iteration(struct rank_run *r)
 			MOE_CHECK(ctx->be->widen(ctx->dev, r->shared_y, n * H, r->base));
 			base = r->base;
 		}
+		ctx->rows_dispatched += n;
+		ctx->pad_dispatched += n - r->sl.nreal;
 		MOE_CHECK(st->layer(ctx, l, r->xs[l], n, r->idx[l], r->w[l], base, r->ys[l]));
 		if (p->partition != MOE_PART_REPLICATE) {
 			MOE_CHECK(moe_phase(ctx, MOE_PH_tp_merge));
@@ -576,6 +581,7 @@ static void rank_free(struct rank_run *r)
 	moe_trace_free(&r->trace);
 	free(r->gid);
 	free(ctx->tokens);
+	free(ctx->expert_rows);
 	if (r->shm)
 		munmap(r->shm, r->shm_bytes);
 }
@@ -641,6 +647,9 @@ static int run_case(struct rank_run *r, int shm_fd)
 	moe_phase(ctx, MOE_PH_setup);
 
 	ctx->tokens = calloc((size_t)p->dp, sizeof(int64_t));
+	ctx->expert_rows = calloc((size_t)p->experts, sizeof(int64_t));
+	if (!ctx->tokens || !ctx->expert_rows)
+		return send_error(r->boot_fd, "out of memory"), MOE_EXIT_RANK;
 	moe_tokens_resolve(p, ctx->tokens);
 	for (int i = 0; i < ctx->nranks; i++) {
 		int64_t rows = moe_rows_dispatched(p, ctx->tokens, i);
@@ -782,6 +791,10 @@ static int run_case(struct rank_run *r, int shm_fd)
 	json_object_set_new(jb, "wire", json_integer(bytes.wire));
 	json_object_set_new(jb, "fetched", json_integer(bytes.fetched));
 	json_object_set_new(res, "bytes", jb);
+	json_t *acct = moe_accounting_report(ctx, r->n, r->idx);
+	if (!acct)
+		return send_error(r->boot_fd, "accounting report: out of memory or a failed copy"), MOE_EXIT_RANK;
+	json_object_set_new(res, "accounting", acct);
 	json_t *jc = json_object();
 	json_object_set_new(jc, "available", json_boolean(r->ctr.available));
 	if (r->ctr.why[0])

@@ -79,6 +79,9 @@ int moe_experts_run(struct moe_ctx *ctx, int layer, int64_t first, int64_t n, co
 		.d_w3 = (const moe_bf16 *const *)lw->w3 + first,
 		.d_w2 = (const moe_bf16 *const *)lw->w2 + first,
 	};
+	if (ctx->expert_rows) /* what is computed, for the accounting check */
+		for (int64_t j = 0; j < n; j++)
+			ctx->expert_rows[first + j] += counts[j];
 	return ctx->be->ffn(ctx->dev, &fc, x, counts, p->score_before_experts ? w : NULL, y);
 }
 

@@ -97,6 +97,10 @@ int moe_tp_merge(struct moe_ctx *ctx, const struct moe_slice *s, const moe_bf16 
 	size_t row = (size_t)H * sizeof(moe_bf16);
 	if (p->partition == MOE_PART_REPLICATE)
 		return MOE_OK; /* every TP rank computed all rows: d_ys is d_y */
+	/* an empty group has nothing to merge, and when every group is empty no staging buffer exists; T is
+	 * the group's, so all its TP ranks skip the collective together */
+	if (s->T == 0)
+		return MOE_OK;
 	if (p->partition == MOE_PART_LEADER) {
 		if (tp == 1)
 			return ctx->be->d2d(ctx->dev, d_y, d_ys, (size_t)s->T * row);

@@ -52,6 +52,8 @@ struct moe_ctx {
 	double fetch_us;      /* dwdp: time the helper spent fetching weights this iteration (overlapped) */
 	int64_t slots_sent;   /* token slots this rank handed to experts (its rows x K), this iteration */
 	int64_t slots_computed; /* token slots this rank's experts computed, this iteration */
+	int64_t rows_dispatched, pad_dispatched; /* rows (of which pads) handed to the strategy, this iteration */
+	int64_t *expert_rows; /* per global expert: rows moe_experts_run computed this iteration, or NULL */
 	const char *inject_phase; /* fault injection: phase name */
 	int inject_kind;
 	void *strategy_state;

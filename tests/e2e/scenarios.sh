@@ -11,7 +11,21 @@ for f in "$SRC"/scenarios/*.ini; do
   check "$n: every case ok" test "$(jget "$J" "all(c['verdict']=='ok' for c in d['cases'])")" = True
   check "$n: invariants listed and all passed" test "$(jget "$J" \
     "len(d['invariants'])>0 and all(i['passed'] for i in d['invariants'])")" = True
+  check "$n: every rank counted what its strategy requires" test "$(jget "$J" \
+    "all(c.get('accounting')=='ok' for c in d['cases'])")" = True
 done
+J=$(run_json "$OUT/coverage")
+check "coverage has twins for every cross-case invariant" test "$(jget "$J" \
+  "sorted(set(i['invariant'] for i in d['invariants'] if len(i['cases'])==2))")" = \
+  "['dwdp_equals_local', 'leader_equals_replicate', 'mask_equals_buffer', 'padding_equals_unpadded', 'repeat_identical']"
+check "coverage runs two or more layers for every strategy and partition" test "$(jget "$J" \
+  "len(set((c['params']['strategy'],c['params']['partition']) for c in d['cases'] if int(c['params']['layers'])>=2))")" -eq 9
+check "coverage runs dwdp with swiglu experts, topk above 8, T < tp and every group empty" test "$(jget "$J" \
+  "[any(c['params']['strategy']=='dwdp' and c['params']['expert']=='swiglu' for c in d['cases']), \
+    any(int(c['params']['topk'])>8 for c in d['cases']), \
+    any(min(c['tokens'])<int(c['params']['tp'])>1 for c in d['cases']), \
+    any(sum(c['tokens'])==0 and int(c['params']['tp'])>1 and c['params']['partition']=='sp' for c in d['cases'])]")" \
+  = "[True, True, True, True]"
 J=$(run_json "$OUT/sp-padding")
 check "sp-padding checks mask == buffer and padded == unpadded" test "$(jget "$J" \
   "sorted(set(i['invariant'] for i in d['invariants']) & {'mask_equals_buffer','padding_equals_unpadded','pad_inert'})")" \
