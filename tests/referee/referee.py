@@ -232,7 +232,10 @@ class HfEngine:
         t = self.torch
         with t.no_grad():
             xt = t.from_numpy(x).reshape(1, len(x), -1)
-            y = self.block(xt)
+            try:
+                y = self.block(xt)
+            except RuntimeError as e:  # e.g. 4.x DeepseekV3MoE sums float64 outputs into a float32 buffer
+                fail_input("transformers %s: %s does not run in float64: %s" % (self.version, self.kind, e))
             if isinstance(y, tuple):
                 y = y[0]
             idx, w = self.route(xt.reshape(len(x), -1))
