@@ -6,9 +6,12 @@
 # A tampered dump must be refused. Exits 77 where torch or transformers do not import (REFEREE_PYTHON
 # picks the interpreter; python3 by default).
 . "$(dirname "$0")/lib.bash"
-PY=${REFEREE_PYTHON:-python3}
+# Python runs with LD_LIBRARY_PATH=$REFEREE_LD_LIBRARY_PATH (empty by default): the library path set for
+# moebench (an older system NCCL, the bundle's libraries) must not shadow the ones torch was built with.
+py() { env LD_LIBRARY_PATH="${REFEREE_LD_LIBRARY_PATH-}" "${REFEREE_PYTHON:-python3}" "$@"; }
+PY=py
 if ! "$PY" -c 'import torch, transformers' >"$OUT/import.out" 2>&1; then
-  echo "SKIP: torch and transformers do not import in $PY: $(tail -n 1 "$OUT/import.out")"
+  echo "SKIP: torch and transformers do not import in ${REFEREE_PYTHON:-python3}: $(tail -n 1 "$OUT/import.out")"
   exit 77
 fi
 REF="$SRC/tests/referee/referee.py"

@@ -257,8 +257,17 @@ class Tally:
         self.bad += 1
 
 
+_weights = {}
+
+
 def expert_weights(case, layer):
     """Every expert's (w1, w3, w2) from whichever ranks dumped it; copies must agree bit for bit."""
+    if (case.folder, layer) not in _weights:
+        _weights[(case.folder, layer)] = read_expert_weights(case, layer)
+    return _weights[(case.folder, layer)]
+
+
+def read_expert_weights(case, layer):
     W = [None] * case.E
     for e in range(case.E):
         for f in sorted(glob.glob(os.path.join(case.folder, "rank*_layer%d_expert%d_w1.npy" % (layer, e)))):
