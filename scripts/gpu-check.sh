@@ -7,7 +7,7 @@ mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$PWD/.carry/lib:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu
 export NCCL_NVLS_ENABLE=0
 M=$PWD/.carry/bin/moebench
-STEPS=${STEPS:-"env kernels scenarios"}
+STEPS=${STEPS:-"env kernels scenarios referee"}
 for step in $STEPS; do
   echo "=== $step"
   case $step in
@@ -21,6 +21,11 @@ for step in $STEPS; do
       MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/gpu_scenarios.sh >"$OUT/scenarios.log" 2>&1
       echo "gpu_scenarios exit $?"
       grep -v "^ok" "$OUT/scenarios.log" | tail -40 ;;
+    referee)
+      # transformers' MoE blocks recompute --dump of every strategy and partition (exit 77: no torch here)
+      MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/gpu_referee.sh >"$OUT/referee.log" 2>&1
+      echo "gpu_referee exit $?"
+      grep -v "^ok" "$OUT/referee.log" | tail -20 ;;
     smoke)
       "$M" run --backend cuda --out /tmp/gpu-res 2>&1 | tee "$OUT/smoke.log" ;;
     sanitize)
