@@ -21,6 +21,18 @@ for step in $STEPS; do
       MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/gpu_scenarios.sh >"$OUT/scenarios.log" 2>&1
       echo "gpu_scenarios exit $?"
       grep -v "^ok" "$OUT/scenarios.log" | tail -40 ;;
+    layouts)
+      # every T >= 0 at every small dp x tp, strategy, partition and pad mode, ranks sharing the GPU through ipc
+      BACKEND=cuda MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/layouts.sh >"$OUT/layouts.log" 2>&1
+      echo "layouts (cuda) exit $?"
+      grep -v "^ok" "$OUT/layouts.log" | tail -20 ;;
+    fullcheck)
+      # the oracle's cost on a real shape: one rank of DeepSeek-V3 at 4096 tokens, every row checked
+      printf '[global]\nmodel = deepseek-v3\nbackend = cuda\niters = 2\nwarmup = 1\n[ds-4096]\ntokens = 4096\n' >/tmp/full.ini
+      for chk in full off; do
+        /usr/bin/time -f "check = $chk: wall %e s" "$M" run /tmp/full.ini --set check=$chk --out /tmp/gpu-full -q 2>&1 \
+          | tee -a "$OUT/fullcheck.log" | tail -3
+      done ;;
     referee)
       # transformers' MoE blocks recompute --dump of every strategy and partition (exit 77: no torch here)
       MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/gpu_referee.sh >"$OUT/referee.log" 2>&1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every T >= 0 at every small dp x tp runs and verifies, for every strategy, partition and pad mode, with
 # every DP group empty included; T = 0, 1, tp - 1, tp, tp + 1 and lists with zeros (sp with all groups empty once crashed in tp_merge). Two layers, so the
-# residual and layer > 0 run on empty and one-token slices too.
+# residual and layer > 0 run on empty and one-token slices too. BACKEND=cuda runs it on a GPU (scripts/gpu-check.sh).
 . "$(dirname "$0")/lib.bash"
 S="$OUT/layouts.ini"
 {
@@ -39,7 +39,7 @@ LAYOUTS
 want=$(( (2 + 3 + 2) * 3 * 3 + (4 + 4 + 4) * 2 * 5 ))
 "$MOEBENCH" list "$S" >"$OUT/list" 2>&1
 check "the sweep expands to $want cases" test "$(wc -l <"$OUT/list")" -eq "$want"
-"$MOEBENCH" run "$S" --backend host --out "$OUT/run" -q >"$OUT/run.out" 2>&1
+"$MOEBENCH" run "$S" --backend "${BACKEND:-host}" --out "$OUT/run" -q >"$OUT/run.out" 2>&1
 rc=$?
 J=$(run_json "$OUT/run")
 check "exit 0 (got $rc)" test "$rc" -eq 0
