@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "axes.h"
 #include "calibrate.h"
 #ifdef MOE_HAVE_CUDA_BACKEND
 #include <cuda_runtime_api.h>
@@ -718,10 +719,13 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	int inv_failed = 0;
 	json_t *inv = moe_invariants_check(jcases, &inv_failed);
 	json_object_set_new(run, "invariants", inv);
+	json_t *cmp = moe_axes_compare(jcases);
+	json_object_set_new(run, "comparisons", cmp);
 	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
 	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
-	int wrc = moe_results_write(dir, run);
+	int wrc = moe_results_write(dir, run) | moe_axes_write_tsv(dir, cmp);
 	if (out) {
+		moe_axes_print(out, cmp);
 		size_t ii;
 		json_t *iv;
 		json_array_foreach(inv, ii, iv) if (!json_is_true(json_object_get(iv, "passed")))
