@@ -57,7 +57,7 @@ void moe_run_subtitle(const char *run_dir, char *out, size_t n)
 		snprintf(scen + strlen(scen), sizeof(scen) - strlen(scen), " + %d more", nscen - 3);
 	json_t *env = json_object_get(run, "env");
 	const char *gpu = json_string_value(json_object_get(env, "gpu"));
-	snprintf(out, n, "%s · run %s · %s (%lld CPUs, %s) · backend/transport %s", nscen ? scen : "no cases",
+	snprintf(out, n, "%s · run %s · %s, %lld CPUs, %s · %s", nscen ? scen : "no cases",
 		 json_string_value(json_object_get(run, "run_id")) ?: "?",
 		 json_string_value(json_object_get(env, "host")) ?: "?",
 		 (long long)json_integer_value(json_object_get(env, "ncpus")),

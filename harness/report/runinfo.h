@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-/* From RUN_DIR/run.json: "SCENARIO · run RUN-ID · HOST (N CPUs, GPUS) · backend B/transport T". Falls back
+/* From RUN_DIR/run.json: "SCENARIO · run RUN-ID · HOST, N CPUs, GPUS · BACKEND/TRANSPORT". Falls back
  * to "run DIRNAME" when run.json cannot be read. Always fills out (NUL-terminated). */
 void moe_run_subtitle(const char *run_dir, char *out, size_t n);
 
