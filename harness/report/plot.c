@@ -137,7 +137,7 @@ struct plot_cases {
 	int n, cap;
 	int last;           /* rows come grouped by case: start the next look-up where the last ended */
 	int latency_points; /* cases with tokens and a total time: points on the log-log latency plot */
-	int any_phase;      /* rows of a trend file that carry a 'total' above zero */
+	int any_phase;      /* rows of a trend file with a time above zero, any phase */
 };
 
 static struct plot_case *find_case(struct plot_cases *c, const char *name)
@@ -185,7 +185,7 @@ static int on_rank_row(char **f, void *ctx)
 static int on_trend_row(char **f, void *ctx)
 {
 	struct plot_cases *c = ctx;
-	c->any_phase |= !strcmp(f[0], "total") && atof(f[1]) > 0;
+	c->any_phase |= atof(f[1]) > 0; /* any phase: trend.gp draws a panel per phase present */
 	return 0;
 }
 
@@ -470,7 +470,7 @@ int moe_plot_trend(const char *trend_tsv, const char *out_dir, const char *plots
 		return -1;
 	}
 	if (!c.any_phase) {
-		moe_info("plot: %s has no 'total' rows: no trend plot", trend_tsv);
+		moe_info("plot: %s has no timed rows: no trend plot", trend_tsv);
 		return 0;
 	}
 	const char *args[3] = {trend_tsv, NULL, NULL};
