@@ -65,7 +65,7 @@ static void usage(FILE *f)
 		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
 		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
 		"  plot RUN_DIR... [--out DIR]  draw a run's results with gnuplot, PNG and SVG: latency,\n"
-		"                      phases, cdf, ranks-CASE (default DIR: RUN_DIR/plots; DIR/RUN-ID with several)\n"
+		"                      phases, cdf, axes, ranks-CASE (default DIR: RUN_DIR/plots; DIR/RUN-ID with several)\n"
 		"  plot --trend FILE [--out DIR]  draw a nightly trend TSV as trend.png/.svg (default DIR: FILE's folder)\n"
 		"  help [keys]         this text, or every scenario key with its default\n"
 		"\n"
@@ -97,7 +97,8 @@ static void usage(FILE *f)
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
 		"exit codes: 0 ok, 1 mismatch, 2 usage or scenario error, 3 a rank crashed, hung or timed out,\n"
-		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv.\n");
+		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv\n"
+		"(docs/RESULTS.md).\n");
 }
 
 enum {
