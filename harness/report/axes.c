@@ -1,4 +1,4 @@
-/* Comparison within one run: groups of cases that differ in one parameter, ratios to a baseline with bootstrap intervals. */
+/* Comparison within one run: cases that differ in one parameter, ratios to a baseline with bootstrap intervals. */
 #include "axes.h"
 
 #include <errno.h>
@@ -214,12 +214,37 @@ static void fixed_label(json_t *base, const char *axis, char *out, size_t n)
 		memmove(at, at + pl, strlen(at + pl) + 1);
 }
 
+/* FNV-1a of "key=value": the XOR over a case's params is its signature; XORing one key's term back out
+ * gives the signature without that key, so unlike cases are told apart without comparing every string */
+static uint64_t kv_hash(const char *k, const char *v)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (const char *q = k; *q; q++)
+		h = (h ^ (unsigned char)*q) * 0x100000001b3ull;
+	h = (h ^ '=') * 0x100000001b3ull;
+	for (const char *q = v; *q; q++)
+		h = (h ^ (unsigned char)*q) * 0x100000001b3ull;
+	return h;
+}
+
+static uint64_t params_hash(json_t *c)
+{
+	uint64_t h = 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(c, "params"), k, v)
+	{
+		h ^= kv_hash(k, json_string_value(v) ? json_string_value(v) : "");
+	}
+	return h;
+}
+
 /* One group along `axis` from case i: the first case of each value, in run order */
-static json_t *group_from(json_t **v, int n, int i, const char *axis, char *taken)
+static json_t *group_from(json_t **v, const uint64_t *sig, int n, int i, const char *axis, char *taken)
 {
 	int *members = moe_xmalloc((size_t)n * sizeof(int)), m = 0;
 	for (int j = i; j < n; j++) {
-		if (taken[j] || (j != i && !same_but(v[i], v[j], axis)))
+		if (taken[j] || (j != i && (sig[j] != sig[i] || !same_but(v[i], v[j], axis))))
 			continue;
 		taken[j] = 1;
 		int dup = 0;
@@ -253,21 +278,29 @@ json_t *moe_axes_compare(json_t *cases)
 		if (eligible(json_array_get(cases, i)))
 			v[n++] = json_array_get(cases, i);
 	char *taken = moe_xmalloc((size_t)(n ? n : 1));
+	size_t nsig = (size_t)(n ? n : 1) * sizeof(uint64_t);
+	uint64_t *all = moe_xmalloc(nsig), *sig = moe_xmalloc(nsig);
+	for (int i = 0; i < n; i++)
+		all[i] = params_hash(v[i]);
 	const char *axis;
 	json_t *unused;
 	/* the keys of the first case, in the scenario table's order: every case carries the same set */
 	json_object_foreach(json_object_get(n ? v[0] : NULL, "params"), axis, unused)
 	{
 		memset(taken, 0, (size_t)(n ? n : 1));
+		for (int i = 0; i < n; i++)
+			sig[i] = all[i] ^ kv_hash(axis, param_of(v[i], axis));
 		for (int i = 0; i < n; i++) {
 			if (taken[i])
 				continue;
-			json_t *g = group_from(v, n, i, axis, taken);
+			json_t *g = group_from(v, sig, n, i, axis, taken);
 			if (g)
 				json_array_append_new(out, g);
 		}
 	}
 	free(taken);
+	free(all);
+	free(sig);
 	free(v);
 	return out;
 }
