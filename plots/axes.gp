@@ -16,6 +16,8 @@ ngroups = int(STATS_max) + 1
 nbars = STATS_records
 stats ARG1 using (is_total(0) ? column(c_hi) : NaN) nooutput
 ymax = STATS_max
+stats ARG1 using (is_total(0) && column(c_lo) > 0 ? column(c_lo) : NaN) nooutput
+ymin = STATS_min
 
 # a wider page when there are many bars, so that labels keep apart
 width = nbars > 24 ? 1000 + 28 * (nbars - 24) : 1000
@@ -50,27 +52,39 @@ do for [i = 1:STATS_records] {
 
 set title sprintf("One run, one parameter changed: each case's median total over its group's first case\nbars: ratio of medians; whiskers: 95 %% bootstrap interval; within 1 ± %.0f %% counts as not separable%s", \
 	100 * band, ARGC >= 4 && strlen(ARG4) ? "\n".ARG4 : "")
-set ylabel "median total / baseline's median total"
+# a ratio scale: 2x slower sits as far from 1 as 2x faster, and bars grow from 1 up (slower) or down (faster)
+set ylabel "median total / baseline's median total (log scale)"
 set xrange [-0.6 : ngroups - 0.4]
-set yrange [0 : (ymax > 1.1 ? ymax : 1.1) * 1.12]
+ylo = (ymin < 0.8 ? ymin : 0.8) / 1.5
+yhi = (ymax > 1.25 ? ymax : 1.25) * 1.3
+set logscale y 2
+set yrange [ylo : yhi]
+# powers of two over a wide range; the in-between ratios too while they have room
+set ytics ("1/64" 1/64., "1/32" 1/32., "1/16" 0.0625, "1/8" 0.125, "1/4" 0.25, "1/2" 0.5, "1" 1, \
+	"2" 2, "4" 4, "8" 8, "16" 16, "32" 32, "64" 64, "128" 128)
+if (yhi / ylo < 16) { set ytics add ("1/3" 1/3., "2/3" 2/3., "0.8" 0.8, "1.25" 1.25, "1.5" 1.5, "3" 3) }
 set grid ytics lt 1 lc rgb "#e0e0e0"
 set object 1 rect from graph 0, first 1 - band to graph 1, first 1 + band behind fc rgb "#f0e0a0" fs solid 0.6 noborder
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "#606060" back
 set style fill solid 0.85 border rgb "#404040"
-set key outside right top box title "the case is" spacing 1.2 width 5
-set rmargin at screen (width > 1000 ? 1 - 200.0 / width : 0.80)
-set bmargin 8
+# the key across the foot of the page: the right margin stays free for the bars
+set key at screen 0.5, screen 0.015 center bottom horizontal box title "the case is" samplen 2 spacing 1.1
+set rmargin 3
+set bmargin 11
 set lmargin 16
 label_font = nbars > 30 ? ",8" : ",10"
 
 # rows that are not drawn get an undefined x (no line joins boxes, so NaN filtering is safe here)
 xb(want_base) = is_total(0) && (want_base < 0 || column(c_base) == want_base) ? \
 	x_of(column(c_group), column(c_member), column(c_members)) : NaN
-plot ARG1 using (xb(-1)):(column(c_ratio)):(bw / column(c_members)):(colour(column(c_base), column(c_lo), column(c_hi))) \
-	with boxes lc rgb variable notitle, \
+half(x) = bw / column(c_members) / 2
+plot ARG1 using (xb(-1)):(column(c_ratio)):(xb(-1) - half(0)):(xb(-1) + half(0)): \
+	(column(c_ratio) < 1 ? column(c_ratio) : 1):(column(c_ratio) < 1 ? 1 : column(c_ratio)): \
+	(colour(column(c_base), column(c_lo), column(c_hi))) with boxxyerror lc rgb variable notitle, \
+     ARG1 using (xb(1) - half(0)):(1):(2 * half(0)):(0) with vectors nohead lw 4 lc rgb "#909090" notitle, \
      ARG1 using (xb(0)):(column(c_ratio)):(column(c_lo)):(column(c_hi)) with yerrorbars pt 7 ps 0.5 lw 1.5 lc rgb "black" notitle, \
-     ARG1 using (xb(-1)):(0):(strcol(c_value)) with labels rotate by 90 left offset 0, 0.4 font label_font notitle, \
-     keyentry with boxes lc rgb "#c8c8c8" title "the baseline", \
+     ARG1 using (xb(-1)):(ylo):(strcol(c_value)) with labels rotate by 90 left offset 0, 0.4 font label_font notitle, \
+     keyentry with lines lw 4 lc rgb "#909090" title "the baseline (1)", \
      keyentry with boxes lc rgb "#2e9e44" title "faster", \
      keyentry with boxes lc rgb "#d0413b" title "slower", \
      keyentry with boxes lc rgb "#7f9fc4" title "not separable"
