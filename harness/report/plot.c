@@ -435,7 +435,14 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 		draw(&t, plots_dir, "cdf.gp", out_dir, "cdf", cargs, 5);
 	}
 
-	int nmaps = 0;
+	int nmaps = 0, nranked = 0;
+	for (int i = 0; i < c.n; i++)
+		nranked += c.v[i].has_ranks;
+	char map_sub[700];
+	snprintf(map_sub, sizeof(map_sub), "%s", subtitle);
+	if (nranked > PLOT_MAX_RANK_MAPS) /* on every map drawn: a pasted one must say that others exist */
+		snprintf(map_sub + strlen(map_sub), sizeof(map_sub) - strlen(map_sub),
+			 "\nmaps for the first %d of %d cases only; ranks.tsv has all", PLOT_MAX_RANK_MAPS, nranked);
 	for (int i = 0; i < c.n; i++) {
 		if (!c.v[i].has_ranks)
 			continue;
@@ -445,7 +452,7 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 		}
 		char stem[256] = "ranks-";
 		sanitise(c.v[i].name, stem + 6, sizeof(stem) - 6);
-		const char *rargs[5] = {ranks_tsv, NULL, NULL, c.v[i].name, subtitle};
+		const char *rargs[5] = {ranks_tsv, NULL, NULL, c.v[i].name, map_sub};
 		draw(&t, plots_dir, "ranks.gp", out_dir, stem, rargs, 5);
 		nmaps++;
 	}
