@@ -26,8 +26,11 @@ stats ARG1 using (1) nooutput
 ncases = STATS_records
 if (ncases == 0) { print "phases.gp: no cases"; exit status 3 }
 
-set title sprintf("Where the time goes: per-phase p50 per case%s\nstacked medians of the phases; the black mark is the median total", \
-	ARGC >= 4 && strlen(ARG4) ? " — ".ARG4 : "")
+# the bar is the sum of the phase medians by construction; the total's own median is a separate mark because
+# the two differ: each phase's figure is the slowest rank in that phase, and different ranks are slowest in
+# different phases, so the sum exceeds the slowest rank's whole iteration; medians do not add either
+set title sprintf("Where the time goes: per-phase p50 per case%s\nbar = sum of phase medians (each phase: its slowest rank); ■ = median total (slowest rank overall)", \
+	ARGC >= 4 && strlen(ARG4) ? "\n".ARG4 : "")
 set ylabel "p50 time per phase (µs)"
 # an xlabel would sit below gnuplot's overestimate of the rotated labels, off the canvas: place it
 set label 2 "case (scenario section / swept values)" at graph 0.5, screen 0.03 center
@@ -48,4 +51,4 @@ set key outside right top vertical Left reverse box samplen 2 spacing 1.2 title 
 
 plot for [i = 1:words(phases)] ARG1 using (column(phase_col(i))):xtic(short(strcol(c_case))) \
 	title word(phases, i) lc i, \
-     ARG1 using 0:(column(c_total_p50)) with points pt 5 ps 1.0 lc rgb "black" title "total p50"
+     ARG1 using 0:(column(c_total_p50)) with points pt 5 ps 1.0 lc rgb "black" title "median total"

@@ -52,7 +52,7 @@ if (has_total) {
 }
 
 set title sprintf("Per-rank p50 by phase: %s%s\n%s", case_name, \
-	ARGC >= 5 && strlen(ARG5) ? " — ".ARG5 : "", slow_note)
+	ARGC >= 5 && strlen(ARG5) ? "\n".ARG5 : "", slow_note)
 set xlabel "rank"
 set ylabel "phase"
 set cblabel "p50 per rank (µs, log scale)"

@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git python3
       libhwloc-dev hwloc libinih-dev libjansson-dev libpapi-dev libopenblas-dev libsqlite3-dev
-      libcmocka-dev gnuplot-nox)
+      libcmocka-dev gnuplot-nox python3-jsonschema)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "axes.h"
 #include "calibrate.h"
 #ifdef MOE_HAVE_CUDA_BACKEND
 #include <cuda_runtime_api.h>
@@ -64,7 +65,7 @@ static void usage(FILE *f)
 		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
 		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
 		"  plot RUN_DIR... [--out DIR]  draw a run's results with gnuplot, PNG and SVG: latency,\n"
-		"                      phases, cdf, ranks-CASE (default DIR: RUN_DIR/plots; DIR/RUN-ID with several)\n"
+		"                      phases, cdf, axes, ranks-CASE (default DIR: RUN_DIR/plots; DIR/RUN-ID with several)\n"
 		"  plot --trend FILE [--out DIR]  draw a nightly trend TSV as trend.png/.svg (default DIR: FILE's folder)\n"
 		"  help [keys]         this text, or every scenario key with its default\n"
 		"\n"
@@ -96,7 +97,8 @@ static void usage(FILE *f)
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
 		"exit codes: 0 ok, 1 mismatch, 2 usage or scenario error, 3 a rank crashed, hung or timed out,\n"
-		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv.\n");
+		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv\n"
+		"(docs/RESULTS.md).\n");
 }
 
 enum {
@@ -718,10 +720,13 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	int inv_failed = 0;
 	json_t *inv = moe_invariants_check(jcases, &inv_failed);
 	json_object_set_new(run, "invariants", inv);
+	json_t *cmp = moe_axes_compare(jcases);
+	json_object_set_new(run, "comparisons", cmp);
 	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
 	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
-	int wrc = moe_results_write(dir, run);
+	int wrc = moe_results_write(dir, run) | moe_axes_write_tsv(dir, cmp);
 	if (out) {
+		moe_axes_print(out, cmp);
 		size_t ii;
 		json_t *iv;
 		json_array_foreach(inv, ii, iv) if (!json_is_true(json_object_get(iv, "passed")))

@@ -193,7 +193,7 @@ static void usage_history(FILE *f)
 {
 	fprintf(f, "usage: moebench history record RUN [--regressions N] [--compare FILE.json] [--db FILE]\n"
 		   "       moebench history list [--db FILE]\n"
-		   "       moebench history trend [--phase PHASE] [--out FILE.tsv] [--db FILE]\n"
+		   "       moebench history trend [--phase PHASE|all] [--out FILE.tsv] [--db FILE]\n"
 		   "RUN is a results folder or its run.json; the default db is results/history.db.\n"
 		   "--compare keeps the verdicts of `moebench compare --json FILE` with the run (the regression count\n"
 		   "is then taken from it), so that the trend marks the cases that regressed, not the whole run.\n");
@@ -283,7 +283,8 @@ int moe_cmd_history(int argc, char **argv)
 					       " CASE WHEN EXISTS (SELECT 1 FROM verdicts v WHERE v.run = r.id)"
 					       " THEN EXISTS (SELECT 1 FROM verdicts v WHERE v.run = r.id AND v.name = s.name"
 					       " AND v.verdict = 'slower') ELSE r.regressions > 0 END FROM"
-					       " phase_stats s JOIN runs r ON r.id = s.run WHERE s.phase = ?1 ORDER BY r.id, s.name",
+					       " phase_stats s JOIN runs r ON r.id = s.run WHERE s.phase = ?1 OR ?1 = 'all'"
+					       " ORDER BY r.id, s.name",
 					   -1, &st, NULL);
 			sqlite3_bind_text(st, 1, phase, -1, SQLITE_STATIC);
 			fprintf(f, "# run_id\tunix_time\tcase\tphase\tp50_us\tregression\n");

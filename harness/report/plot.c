@@ -11,6 +11,7 @@
 
 #include "moe.h"
 #include "plot.h"
+#include "runinfo.h"
 
 #ifndef MOE_SOURCE_DIR
 #define MOE_SOURCE_DIR "."
@@ -136,7 +137,7 @@ struct plot_cases {
 	int n, cap;
 	int last;           /* rows come grouped by case: start the next look-up where the last ended */
 	int latency_points; /* cases with tokens and a total time: points on the log-log latency plot */
-	int any_phase;      /* rows of a trend file that carry a 'total' above zero */
+	int any_phase;      /* rows of a trend file with a time above zero, any phase */
 };
 
 static struct plot_case *find_case(struct plot_cases *c, const char *name)
@@ -184,7 +185,7 @@ static int on_rank_row(char **f, void *ctx)
 static int on_trend_row(char **f, void *ctx)
 {
 	struct plot_cases *c = ctx;
-	c->any_phase |= !strcmp(f[0], "total") && atof(f[1]) > 0;
+	c->any_phase |= atof(f[1]) > 0; /* any phase: trend.gp draws a panel per phase present */
 	return 0;
 }
 
@@ -335,16 +336,6 @@ static void sanitise(const char *name, char *out, size_t n)
 	out[k] = 0;
 }
 
-static const char *base_name(const char *path, char *buf, size_t n)
-{
-	snprintf(buf, n, "%s", path);
-	size_t len = strlen(buf);
-	while (len > 1 && buf[len - 1] == '/')
-		buf[--len] = 0;
-	char *s = strrchr(buf, '/');
-	return s ? s + 1 : buf;
-}
-
 static int check_setup(const char *plots_dir, const char *script, const char *out_dir, char *err, size_t errlen)
 {
 	char path[PLOT_PATH_MAX];
@@ -376,8 +367,7 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 	static const struct tsv_want case_cols[] = {{"case", 0}, {"tokens_total", 8}, {"total_p50_us", 25}};
 	static const struct tsv_want sample_cols[] = {{"case", 0}, {"phase", 2}, {"us", 3}};
 	static const struct tsv_want rank_cols[] = {{"case", 0}, {"phase", 2}, {"p50_us", 3}};
-	char cases_tsv[PLOT_PATH_MAX], samples_tsv[PLOT_PATH_MAX], ranks_tsv[PLOT_PATH_MAX], idbuf[PLOT_PATH_MAX],
-		subtitle[512];
+	char cases_tsv[PLOT_PATH_MAX], samples_tsv[PLOT_PATH_MAX], ranks_tsv[PLOT_PATH_MAX], subtitle[512];
 	struct plot_cases c = {0};
 	struct plot_tally t = {0};
 	char *list = NULL;
@@ -398,15 +388,22 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 		moe_info("plot: %s: %s; no CDF", samples_tsv, strerror(errno));
 	if (tsv_scan(ranks_tsv, rank_cols, 3, on_rank_row, &c))
 		moe_info("plot: %s: %s; no per-rank maps", ranks_tsv, strerror(errno));
-	snprintf(subtitle, sizeof(subtitle), "run %s", base_name(run_dir, idbuf, sizeof(idbuf)));
+	moe_run_subtitle(run_dir, subtitle, sizeof(subtitle));
 
-	const char *args[5] = {cases_tsv, NULL, NULL, subtitle, NULL};
+	/* axes.tsv (the in-run comparison) says which cases differ in tokens alone: the latency lines */
+	char axes_tsv[PLOT_PATH_MAX];
+	snprintf(axes_tsv, sizeof(axes_tsv), "%s/axes.tsv", run_dir);
+	const char *args[5] = {cases_tsv, NULL, NULL, subtitle, axes_tsv};
 	if (c.latency_points)
-		draw(&t, plots_dir, "latency.gp", out_dir, "latency", args, 4);
+		draw(&t, plots_dir, "latency.gp", out_dir, "latency", args, 5);
 	else
 		moe_info("plot: no case with tokens and a total time: no latency plot");
 	if (c.n)
 		draw(&t, plots_dir, "phases.gp", out_dir, "phases", args, 4);
+	if (!access(axes_tsv, R_OK)) {
+		const char *aargs[4] = {axes_tsv, NULL, NULL, subtitle};
+		draw(&t, plots_dir, "axes.gp", out_dir, "axes", aargs, 4);
+	}
 
 	/* the CDF's cases as one word list for gnuplot's word(): quoted, so a name may hold spaces */
 	size_t cap = 1, len = 0;
@@ -425,22 +422,37 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 		len += (size_t)snprintf(list + len, cap - len, "%s\"%s\"", len ? " " : "", c.v[i].name);
 		ncdf++;
 	}
+	int nsampled = 0;
+	for (int i = 0; i < c.n; i++)
+		nsampled += c.v[i].has_samples;
+	char cdf_sub[700];
+	snprintf(cdf_sub, sizeof(cdf_sub), "%s%s", subtitle, ncdf < nsampled ? "\n" : "");
+	if (ncdf < nsampled) /* said on the plot itself: a reader of a pasted PNG never sees stderr */
+		snprintf(cdf_sub + strlen(cdf_sub), sizeof(cdf_sub) - strlen(cdf_sub),
+			 "only %d of %d cases drawn (the first in run order; cases.tsv has all)", ncdf, nsampled);
 	if (ncdf) {
-		const char *cargs[5] = {samples_tsv, NULL, NULL, list, subtitle};
+		const char *cargs[5] = {samples_tsv, NULL, NULL, list, cdf_sub};
 		draw(&t, plots_dir, "cdf.gp", out_dir, "cdf", cargs, 5);
 	}
 
-	int nmaps = 0;
+	int nmaps = 0, nranked = 0;
+	for (int i = 0; i < c.n; i++)
+		nranked += c.v[i].has_ranks;
+	char map_sub[700];
+	snprintf(map_sub, sizeof(map_sub), "%s", subtitle);
+	if (nranked > PLOT_MAX_RANK_MAPS) /* on every map drawn: a pasted one must say that others exist */
+		snprintf(map_sub + strlen(map_sub), sizeof(map_sub) - strlen(map_sub),
+			 "\nmaps for the first %d of %d cases only; ranks.tsv has all", PLOT_MAX_RANK_MAPS, nranked);
 	for (int i = 0; i < c.n; i++) {
 		if (!c.v[i].has_ranks)
 			continue;
 		if (nmaps == PLOT_MAX_RANK_MAPS) {
-			moe_info("plot: per-rank maps for the first %d cases only", PLOT_MAX_RANK_MAPS);
+			moe_warn("plot: per-rank maps for the first %d cases only (ranks.tsv has all of them)", PLOT_MAX_RANK_MAPS);
 			break;
 		}
 		char stem[256] = "ranks-";
 		sanitise(c.v[i].name, stem + 6, sizeof(stem) - 6);
-		const char *rargs[5] = {ranks_tsv, NULL, NULL, c.v[i].name, subtitle};
+		const char *rargs[5] = {ranks_tsv, NULL, NULL, c.v[i].name, map_sub};
 		draw(&t, plots_dir, "ranks.gp", out_dir, stem, rargs, 5);
 		nmaps++;
 	}
@@ -465,7 +477,7 @@ int moe_plot_trend(const char *trend_tsv, const char *out_dir, const char *plots
 		return -1;
 	}
 	if (!c.any_phase) {
-		moe_info("plot: %s has no 'total' rows: no trend plot", trend_tsv);
+		moe_info("plot: %s has no timed rows: no trend plot", trend_tsv);
 		return 0;
 	}
 	const char *args[3] = {trend_tsv, NULL, NULL};

@@ -35,7 +35,12 @@ check "and $stem.svg" is_svg "$OUT/plots/$stem.svg"
 slow=$(awk -F'\t' -v c="$first" '$1 == c && $3 == "total" && (m == "" || $4 > m) { m = $4; r = $2 } END { print r }' \
   "$RUN/ranks.tsv")
 check "the map marks rank $slow as the slowest on total" grep -q "slowest rank on total: $slow " "$OUT/plots/$stem.svg"
-check "the latency legend names both strategies" sh -c "grep -q '>a2a<' '$OUT/plots/latency.svg' && grep -q '>agrs<' '$OUT/plots/latency.svg'"
+check "the latency legend names both strategies" \
+  sh -c "grep -q 'strategy a2a<' '$OUT/plots/latency.svg' && grep -q 'strategy agrs<' '$OUT/plots/latency.svg'"
+# leader.ini sweeps no tokens: no line may join (or average) its unlike cases
+check "the latency plot joins nothing and says so" grep -q "nothing is joined or averaged" "$OUT/plots/latency.svg"
+check "the in-run comparison is drawn (axes.png)" is_png "$OUT/plots/axes.png"
+check "and its groups are named by what they hold fixed" grep -q "by partition" "$OUT/plots/axes.svg"
 check "the CDF has a curve per case" test "$(grep -c 'gnuplot_plot_[0-9]*"' "$OUT/plots/cdf.svg")" -ge "$ncases"
 check "the plots name the run" grep -q "run $(basename "$RUN")" "$OUT/plots/phases.svg"
 
