@@ -158,8 +158,86 @@ static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int K
 	return rc;
 }
 
+/* Scale and identity experts: the first row of each expert to the device (at d_starts), then one kernel. */
+static int exact_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *u, const int64_t *counts,
+			 int64_t rows, char *d_starts, size_t ss, moe_bf16 *out)
+{
+	int64_t H = c->hidden;
+	int64_t *hs = (int64_t *)malloc(ss);
+	hs[0] = 0;
+	for (int64_t j = 0; j < c->nexperts; j++)
+		hs[j + 1] = hs[j] + counts[j];
+	int rc = cudaMemcpyAsync(d_starts, hs, ss, cudaMemcpyHostToDevice, d->stream) == cudaSuccess &&
+			 cudaStreamSynchronize(d->stream) == cudaSuccess
+		 ? MOE_OK
+		 : MOE_ERR_SYSTEM;
+	free(hs);
+	MOE_CHECK(rc);
+	exact_ffn_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(u, (const int64_t *)d_starts, (int)c->nexperts,
+								  c->first_expert, c->kind == MOE_FFN_SCALE, rows, H,
+								  out);
+	LAUNCHED();
+	return MOE_OK;
+}
+
+/* One GEMM pass's operands for the experts with rows: pass 0 gate (or gate|up when fused), 1 up, 2 down.
+ * Returns how many experts have rows (the GEMMs of the pass). */
+static int pass_operands(const struct moe_ffn_cfg *c, const int64_t *counts, int pass, const moe_bf16 *u,
+			 const moe_bf16 *act, moe_bf16 *gu, moe_bf16 *out, int *rw, const void **A, const void **W,
+			 void **C)
+{
+	int64_t H = c->hidden, F = c->ffn, r0 = 0;
+	int ng = 0;
+	for (int64_t j = 0; j < c->nexperts; j++) {
+		if (counts[j]) {
+			rw[ng] = (int)counts[j];
+			A[ng] = pass < 2 ? (const void *)(u + r0 * H) : (const void *)(act + r0 * F);
+			W[ng] = pass == 0 ? c->d_w1[j] : pass == 1 ? c->d_w3[j] : c->d_w2[j];
+			C[ng] = pass == 2 ? (void *)(out + r0 * H) : (void *)(gu + r0 * 2 * F + (pass == 1 ? F : 0));
+			ng++;
+		}
+		r0 += counts[j];
+	}
+	return ng;
+}
+
+/* SwiGLU experts: the gate and up projections into gu ([gate | up] per row), the activation into act, then
+ * the down projection into out. */
+static int swiglu_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *u, const int64_t *counts,
+			  int64_t rows, moe_bf16 *gu, moe_bf16 *act, moe_bf16 *out)
+{
+	int64_t H = c->hidden, F = c->ffn;
+	/* W1 and W3 stored back to back make one projection of width 2F: [gate | up] per row */
+	int fused = 1;
+	for (int64_t j = 0; j < c->nexperts; j++)
+		fused &= counts[j] == 0 || c->d_w3[j] == c->d_w1[j] + F * H;
+	int *rw = (int *)malloc(c->nexperts * sizeof(int));
+	const void **A = (const void **)malloc(c->nexperts * sizeof(void *)), **W = (const void **)malloc(c->nexperts * sizeof(void *));
+	void **C = (void **)malloc(c->nexperts * sizeof(void *));
+	int rc = MOE_OK;
+	/* passes: 0 gate (or gate|up when fused), 1 up, 2 down; every GEMM stores bf16 */
+	for (int pass = 0; pass < 3 && rc == MOE_OK; pass++) {
+		if (pass == 1 && fused)
+			continue;
+		int ng = pass_operands(c, counts, pass, u, act, gu, out, rw, A, W, C);
+		int N = pass == 2 ? (int)H : fused ? (int)(2 * F) : (int)F, Kd = pass == 2 ? (int)F : (int)H;
+		int ldc = pass == 2 ? (int)H : (int)(2 * F);
+		rc = expert_gemms(d, ng, rw, N, Kd, ldc, A, W, C, rows / (c->nexperts ? c->nexperts : 1));
+		if (rc == MOE_OK && pass == (fused ? 0 : 1)) { /* both projections are done */
+			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(gu, rows, F, act);
+			if (cudaGetLastError() != cudaSuccess)
+				rc = MOE_ERR_SYSTEM;
+		}
+	}
+	free(rw);
+	free(A);
+	free(W);
+	free(C);
+	return rc;
+}
+
 int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
-		    const float *scale, moe_bf16 *out)
+	     const float *scale, moe_bf16 *out)
 {
 	int64_t H = c->hidden, F = c->ffn, rows = 0;
 	for (int64_t j = 0; j < c->nexperts; j++)
@@ -179,62 +257,9 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 		u = (const moe_bf16 *)sp;
 	}
 	sp += (su + 255) & ~(size_t)255;
-	if (c->kind != MOE_FFN_SWIGLU) {
-		int64_t *hs = (int64_t *)malloc(ss);
-		hs[0] = 0;
-		for (int64_t j = 0; j < c->nexperts; j++)
-			hs[j + 1] = hs[j] + counts[j];
-		int rc = cudaMemcpyAsync(sp, hs, ss, cudaMemcpyHostToDevice, d->stream) == cudaSuccess &&
-				 cudaStreamSynchronize(d->stream) == cudaSuccess
-			 ? MOE_OK
-			 : MOE_ERR_SYSTEM;
-		free(hs);
-		MOE_CHECK(rc);
-		exact_ffn_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(u, (const int64_t *)sp, (int)c->nexperts,
-									  c->first_expert, c->kind == MOE_FFN_SCALE,
-									  rows, H, out);
-		LAUNCHED();
-		return MOE_OK;
-	}
+	if (c->kind != MOE_FFN_SWIGLU)
+		return exact_experts(d, c, u, counts, rows, sp, ss, out);
 	sp += (ss + 255) & ~(size_t)255;
 	moe_bf16 *gu = (moe_bf16 *)sp, *act = gu + rows * 2 * F;
-	/* W1 and W3 stored back to back make one projection of width 2F: [gate | up] per row */
-	int fused = 1;
-	for (int64_t j = 0; j < c->nexperts; j++)
-		fused &= counts[j] == 0 || c->d_w3[j] == c->d_w1[j] + F * H;
-	int ng = 0;
-	int *rw = (int *)malloc(c->nexperts * sizeof(int));
-	const void **A = (const void **)malloc(c->nexperts * sizeof(void *)), **W = (const void **)malloc(c->nexperts * sizeof(void *));
-	void **C = (void **)malloc(c->nexperts * sizeof(void *));
-	int rc = MOE_OK;
-	/* passes: 0 gate (or gate|up when fused), 1 up, 2 down; every GEMM stores bf16 */
-	for (int pass = 0; pass < 3 && rc == MOE_OK; pass++) {
-		if (pass == 1 && fused)
-			continue;
-		ng = 0;
-		int64_t r0 = 0;
-		for (int64_t j = 0; j < c->nexperts; j++) {
-			if (counts[j]) {
-				rw[ng] = (int)counts[j];
-				A[ng] = pass < 2 ? (const void *)(u + r0 * H) : (const void *)(act + r0 * F);
-				W[ng] = pass == 0 ? c->d_w1[j] : pass == 1 ? c->d_w3[j] : c->d_w2[j];
-				C[ng] = pass == 2 ? (void *)(out + r0 * H) : (void *)(gu + r0 * 2 * F + (pass == 1 ? F : 0));
-				ng++;
-			}
-			r0 += counts[j];
-		}
-		int N = pass == 2 ? (int)H : fused ? (int)(2 * F) : (int)F, Kd = pass == 2 ? (int)F : (int)H;
-		int ldc = pass == 2 ? (int)H : (int)(2 * F);
-		rc = expert_gemms(d, ng, rw, N, Kd, ldc, A, W, C, rows / (c->nexperts ? c->nexperts : 1));
-		if (rc == MOE_OK && pass == (fused ? 0 : 1)) { /* both projections are done */
-			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(gu, rows, F, act);
-			if (cudaGetLastError() != cudaSuccess)
-				rc = MOE_ERR_SYSTEM;
-		}
-	}
-	free(rw);
-	free(A);
-	free(W);
-	free(C);
-	return rc;
+	return swiglu_experts(d, c, u, counts, rows, gu, act, out);
 }
