@@ -64,7 +64,7 @@ __global__ void combine_kernel(const moe_bf16 *rows, const int32_t *slot, const 
 }
 
 int cuda_combine(struct moe_dev *d, const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n,
-			int64_t k, int64_t h, const float *base, int scaled_before, moe_bf16 *out, float *out_f32)
+		 int64_t k, int64_t h, const float *base, int scaled_before, moe_bf16 *out, float *out_f32)
 {
 	if (n == 0)
 		return MOE_OK;

@@ -77,7 +77,6 @@ static inline unsigned ew_grid(int64_t n)
 
 /* device.cu: the device's life, memory and timers */
 int cuda_grow(void **p, size_t *cap, size_t need); /* device buffer of at least need bytes, contents lost */
-void cuda_note_usage(struct moe_dev *d);
 int cuda_init(struct moe_dev **out, int gpu);
 void cuda_fini(struct moe_dev *d);
 void *cuda_alloc(struct moe_dev *d, size_t bytes);

@@ -2,7 +2,8 @@
  * what the CUDA transports ask of it (cuda_iface.h). */
 #include "cuda_internal.h"
 
-void cuda_note_usage(struct moe_dev *d)
+/* Keeps peak_used: the most device memory seen in use (a sample after each allocation). */
+static void note_usage(struct moe_dev *d)
 {
 	size_t fr = 0, tot = 0;
 	if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && tot - fr > d->peak_used)
@@ -89,7 +90,7 @@ void *cuda_alloc(struct moe_dev *d, size_t bytes)
 	void *p = NULL;
 	if (cudaMalloc(&p, bytes ? bytes : 256) != cudaSuccess)
 		return NULL;
-	cuda_note_usage(d);
+	note_usage(d);
 	return p;
 }
 
@@ -195,7 +196,7 @@ extern "C" void *moe_cuda_stream(struct moe_dev *d)
 
 extern "C" size_t moe_cuda_peak_bytes(struct moe_dev *d)
 {
-	cuda_note_usage(d);
+	note_usage(d);
 	return d->peak_used - d->base_used;
 }
 

@@ -78,7 +78,7 @@ __global__ void bucket_place(const int32_t *key, int64_t m, int32_t off, int32_t
 }
 
 int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
-		       int64_t *counts, int32_t *pos)
+		int64_t *counts, int32_t *pos)
 {
 	int chunks = (int)((m + BK_CHUNK - 1) / BK_CHUNK);
 	if (chunks == 0) {
@@ -145,7 +145,7 @@ static unsigned grid_for(int64_t m)
 }
 
 int cuda_scatter_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *pos, int64_t m, int64_t src_div,
-			     int64_t h, moe_bf16 *dst)
+		      int64_t h, moe_bf16 *dst)
 {
 	if (m == 0)
 		return MOE_OK;
@@ -161,7 +161,7 @@ int cuda_scatter_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *pos
 }
 
 int cuda_gather_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *idx, int64_t m, int64_t h,
-			    moe_bf16 *dst)
+		     moe_bf16 *dst)
 {
 	if (m == 0)
 		return MOE_OK;

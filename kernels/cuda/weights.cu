@@ -14,7 +14,7 @@ __global__ void generate_kernel(uint64_t seed, uint32_t tensor, uint32_t layer, 
 }
 
 int cuda_generate(struct moe_dev *d, uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row0, int64_t rows,
-			 int64_t cols, double scale, moe_bf16 *dst)
+		  int64_t cols, double scale, moe_bf16 *dst)
 {
 	if (rows * cols > 0) {
 		generate_kernel<<<ew_grid(rows * cols), 256, 0, d->stream>>>(seed, tensor, layer, row0, rows, cols, scale, dst);
