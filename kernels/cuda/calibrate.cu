@@ -1,0 +1,288 @@
+/* CUDA backend, calibrate: the rooflines (copy bandwidth, dense bf16 GEMM), and the backend's own kernels
+ * measured against them. */
+#include "cuda_internal.h"
+#include "rng.h"
+
+struct timer {
+	cudaEvent_t a, b;
+};
+
+static float time_ms(cudaStream_t s, struct timer *t, int reps, int (*fn)(void *), void *arg)
+{
+	for (int i = 0; i < 2; i++) /* warm-up */
+		if (fn(arg))
+			return -1;
+	cudaEventRecord(t->a, s);
+	for (int i = 0; i < reps; i++)
+		if (fn(arg))
+			return -1;
+	cudaEventRecord(t->b, s);
+	cudaEventSynchronize(t->b);
+	float ms = 0;
+	cudaEventElapsedTime(&ms, t->a, t->b);
+	return ms / reps;
+}
+
+struct bench {
+	struct moe_dev *d;
+	void *a, *b, *c, *e, *f;
+	int64_t m, n, k, h, nb;
+	int64_t *counts;
+	struct moe_ffn_cfg *fc;
+	struct moe_route_cfg *rc;
+};
+
+static int b_copy(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cudaMemcpyAsync(x->b, x->a, (size_t)x->m, cudaMemcpyDeviceToDevice, x->d->stream) == cudaSuccess ? 0 : 1;
+}
+
+static int b_gemm(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	const float one = 1.0f, zero = 0.0f;
+	return cublasGemmEx(x->d->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)x->n, (int)x->m, (int)x->k, &one, x->b,
+			    CUDA_R_16BF, (int)x->k, x->a, CUDA_R_16BF, (int)x->k, &zero, x->c, CUDA_R_16BF, (int)x->n,
+			    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS;
+}
+
+/* permute as the expert phase does it: bucket by expert, then the stable scatter of the rows */
+static int b_permute(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	int64_t counts[4096];
+	if (cuda_bucket(x->d, (const int32_t *)x->c, x->m, 0, 1, x->nb, counts, (int32_t *)x->e))
+		return 1;
+	return cuda_scatter_rows(x->d, (const moe_bf16 *)x->a, (const int32_t *)x->e, x->m, 1, x->h, (moe_bf16 *)x->b);
+}
+
+static int b_scatter(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_scatter_rows(x->d, (const moe_bf16 *)x->a, (const int32_t *)x->e, x->m, 1, x->h, (moe_bf16 *)x->b);
+}
+
+static int b_combine(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_combine(x->d, (const moe_bf16 *)x->a, (const int32_t *)x->e, (const float *)x->f, x->n, x->k, x->h,
+			    NULL, 0, (moe_bf16 *)x->b, NULL);
+}
+
+static int b_ffn(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_ffn(x->d, x->fc, (const moe_bf16 *)x->a, x->counts, NULL, (moe_bf16 *)x->b);
+}
+
+static int b_route(void *p)
+{
+	struct bench *x = (struct bench *)p;
+	return cuda_route(x->d, x->rc, (const moe_bf16 *)x->a, x->m, (const moe_bf16 *)x->b, (int32_t *)x->c, (float *)x->e);
+}
+
+static void fill(struct moe_dev *d, void *p, int64_t elems, uint32_t tensor, double scale)
+{
+	cuda_generate(d, 7, tensor, 0, 0, 1, elems, scale, (moe_bf16 *)p);
+}
+
+/* The rooflines: copy bandwidth over 2 GiB and a dense 8192^3 bf16 GEMM. Leaves x->a, x->b (random bf16) and
+ * x->c allocated for the steps after. */
+static int calib_rooflines(struct moe_dev *d, struct timer *t, struct bench *x, FILE *out, double *copy_out,
+			   double *dense_out)
+{
+	/* copy roofline: 2 GiB device to device */
+	x->m = (int64_t)2 << 30;
+	CU(cudaMalloc(&x->a, (size_t)x->m));
+	CU(cudaMalloc(&x->b, (size_t)x->m));
+	cudaMemsetAsync(x->a, 1, (size_t)x->m, d->stream);
+	float ms = time_ms(d->stream, t, 10, b_copy, x);
+	double copy = 2.0 * (double)x->m / (ms * 1e-3) / 1e9; /* read + write */
+	fprintf(out, "copy_GBps\t%.1f\t# cudaMemcpy D2D of 2 GiB, bytes read + written per second\n", copy);
+	/* dense GEMM roofline: 8192^3 bf16, fp32 accumulate */
+	x->m = x->n = x->k = 8192;
+	fill(d, x->a, 8192 * 8192, 3, 0.01);
+	fill(d, x->b, 8192 * 8192, 4, 0.01);
+	CU(cudaMalloc(&x->c, (size_t)8192 * 8192 * 2));
+	ms = time_ms(d->stream, t, 10, b_gemm, x);
+	double dense = 2.0 * 8192.0 * 8192 * 8192 / (ms * 1e-3) / 1e12;
+	fprintf(out, "gemm_TFLOPs\t%.1f\t# cublasGemmEx 8192x8192x8192 bf16 in/out, fp32 compute, random data\n", dense);
+	*copy_out = copy;
+	*dense_out = dense;
+	return MOE_OK;
+}
+
+/* Permute and combine at 4096 tokens x H 7168, top-8 (32768 slots), 32 local experts, against copy_GBps.
+ * Leaves x->c the slots' expert ids, x->e their positions, x->f their weights. */
+static int calib_layout(struct moe_dev *d, struct timer *t, struct bench *x, FILE *out, double copy)
+{
+	int64_t T = 4096, K = 8, H = 7168, S = T * K;
+	int32_t *hk = (int32_t *)malloc(S * 4);
+	for (int64_t i = 0; i < S; i++)
+		hk[i] = (int32_t)(moe_rng_u64(3, 30, 0, 0, (uint64_t)i) % 32);
+	CU(cudaMemcpy(x->c, hk, S * 4, cudaMemcpyHostToDevice));
+	free(hk);
+	CU(cudaMalloc(&x->e, S * 4));
+	CU(cudaMalloc(&x->f, S * 4));
+	fill(d, x->a, S * H, 5, 1.0);
+	x->m = S;
+	x->h = H;
+	x->nb = 32;
+	float ms = time_ms(d->stream, t, 20, b_permute, x);
+	double bytes = 2.0 * S * H * 2;
+	fprintf(out, "permute_GBps\t%.1f\t%.0f%%\t# bucket 32768 slots by expert + scatter 32768 rows of 7168 bf16 (%.2f ms)\n",
+		bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / copy, ms);
+	ms = time_ms(d->stream, t, 20, b_scatter, x);
+	fprintf(out, "scatter_GBps\t%.1f\t%.0f%%\t# the row scatter alone (%.2f ms)\n", bytes / (ms * 1e-3) / 1e9,
+		100 * bytes / (ms * 1e-3) / 1e9 / copy, ms);
+	/* combine: slots of token t at rows permuted by the bucket above */
+	x->n = T;
+	x->k = K;
+	fill(d, x->f, S * 2, 6, 1.0); /* weights: any finite values */
+	ms = time_ms(d->stream, t, 20, b_combine, x);
+	bytes = (double)(S + T) * H * 2;
+	fprintf(out, "combine_GBps\t%.1f\t%.0f%%\t# 4096 tokens x 8 slots x 7168: K rows read + 1 written (%.2f ms)\n",
+		bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / copy, ms);
+	return MOE_OK;
+}
+
+/* The router: 8192 tokens x 256 experts x 7168, sigmoid, 8 groups keep 4, top-8. */
+static void calib_router(struct moe_dev *d, struct timer *t, struct bench *x, FILE *out)
+{
+	struct moe_route_cfg rc = {7168, 256, 8, 8, 4, 1, 1, 2.5f, NULL};
+	x->rc = &rc;
+	x->m = 8192;
+	float ms = time_ms(d->stream, t, 20, b_route, x); /* a, b: bf16 x and Wg, already random */
+	fprintf(out, "route_ms\t%.3f\t# 8192 tokens, 256 experts, H 7168: gate GEMM + top-k (deepseek-v3 router)\n", ms);
+	x->rc = NULL; /* rc lives on this stack frame */
+}
+
+struct shape {
+	const char *name;
+	int64_t ne, rows, h, f;
+};
+
+/* One shape's experts: W1 | W3 | W2 in one allocation per expert, random; every expert gets sh->rows rows. */
+struct expert_set {
+	moe_bf16 **w1, **w3, **w2;
+	int64_t *counts;
+	void *xin, *xo;
+};
+
+static int experts_alloc(struct moe_dev *d, const struct shape *sh, struct expert_set *s)
+{
+	int64_t R = sh->ne * sh->rows;
+	s->w1 = (moe_bf16 **)malloc(sh->ne * sizeof(void *));
+	s->w3 = (moe_bf16 **)malloc(sh->ne * sizeof(void *));
+	s->w2 = (moe_bf16 **)malloc(sh->ne * sizeof(void *));
+	s->counts = (int64_t *)malloc(sh->ne * 8);
+	for (int64_t j = 0; j < sh->ne; j++) {
+		CU(cudaMalloc((void **)&s->w1[j], (size_t)(3 * sh->f * sh->h) * 2));
+		s->w3[j] = s->w1[j] + sh->f * sh->h;
+		s->w2[j] = s->w3[j] + sh->f * sh->h;
+		fill(d, s->w1[j], 3 * sh->f * sh->h, 10 + (uint32_t)j, 0.02);
+		s->counts[j] = sh->rows;
+	}
+	CU(cudaMalloc(&s->xin, (size_t)(R * sh->h) * 2));
+	CU(cudaMalloc(&s->xo, (size_t)(R * sh->h) * 2));
+	fill(d, s->xin, R * sh->h, 9, 1.0);
+	return MOE_OK;
+}
+
+static void experts_free(const struct shape *sh, struct expert_set *s)
+{
+	for (int64_t j = 0; j < sh->ne; j++)
+		cudaFree(s->w1[j]);
+	cudaFree(s->xin);
+	cudaFree(s->xo);
+	free(s->w1);
+	free(s->w3);
+	free(s->w2);
+	free(s->counts);
+}
+
+/* Grouped experts of one shape, in each GEMM mode, against one dense GEMM of the same FLOPs and against
+ * gemm_TFLOPs (dense). */
+static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench *x, const struct shape *sh,
+			 double dense, FILE *out)
+{
+	struct expert_set s;
+	int rc = experts_alloc(d, sh, &s);
+	if (rc != MOE_OK)
+		return rc;
+	int64_t R = sh->ne * sh->rows;
+	struct moe_ffn_cfg fc = {MOE_FFN_SWIGLU, sh->h, sh->f, sh->ne, 0, (const moe_bf16 *const *)s.w1,
+				 (const moe_bf16 *const *)s.w3, (const moe_bf16 *const *)s.w2};
+	struct bench y = *x;
+	y.fc = &fc;
+	y.counts = s.counts;
+	y.a = s.xin;
+	y.b = s.xo;
+	double flops = 2.0 * R * sh->h * sh->f * 3;
+	/* the same FLOPs as one dense layer: every row through a single expert (one GEMM per projection) */
+	int64_t all_rows = R;
+	struct moe_ffn_cfg fd = fc;
+	fd.nexperts = 1;
+	struct bench yd = y;
+	yd.fc = &fd;
+	yd.counts = &all_rows;
+	float ms = time_ms(d->stream, t, 10, b_ffn, &yd);
+	double same = flops / (ms * 1e-3) / 1e12;
+	fprintf(out, "experts_%s_dense_TFLOPs\t%.1f\t%.0f%%\t# the same FLOPs as one dense layer: %lld rows through one expert, cublasGemmEx per projection + act (%.2f ms)\n",
+		sh->name, same, 100 * same / dense, (long long)R, ms);
+	const char *modes[] = {"grouped", "loop", "batched"};
+	for (int mi = 0; mi < 3; mi++) {
+		setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
+		ms = time_ms(d->stream, t, 10, b_ffn, &y);
+		double tf = flops / (ms * 1e-3) / 1e12;
+		fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows, H %lld, F %lld: gate|up + act + down (%.2f ms; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",
+			sh->name, modes[mi], tf, 100 * tf / dense, 100 * tf / same, (long long)sh->ne,
+			(long long)sh->rows, (long long)sh->h, (long long)sh->f, ms);
+	}
+	unsetenv("MOEBENCH_EXPERT_GEMM");
+	experts_free(sh, &s);
+	return MOE_OK;
+}
+
+extern "C" int moe_cuda_calibrate(int gpu, FILE *out, double *copy_out, double *gemm_out)
+{
+	struct moe_dev *d;
+	if (cuda_init(&d, gpu) != MOE_OK)
+		return MOE_ERR_UNSUPPORTED;
+	cudaDeviceProp prop;
+	cudaGetDeviceProperties(&prop, d->gpu);
+	fprintf(out, "# %s, %d SMs, %.0f MiB; every figure is the mean of timed repetitions after 2 warm-ups, CUDA events\n",
+		prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1048576.0);
+	struct timer t;
+	cudaEventCreate(&t.a);
+	cudaEventCreate(&t.b);
+	struct bench x;
+	memset(&x, 0, sizeof(x));
+	x.d = d;
+	double copy = 0, dense = 0;
+	int rc = calib_rooflines(d, &t, &x, out, &copy, &dense);
+	if (rc == MOE_OK)
+		rc = calib_layout(d, &t, &x, out, copy);
+	if (rc != MOE_OK)
+		return rc;
+	calib_router(d, &t, &x, out);
+	/* grouped experts vs one dense GEMM of the same FLOPs (ep = 8 shapes, balanced routing: 8192 tokens per rank,
+	 * then 1024, where every expert has fewer rows than the per-expert loop needs) */
+	const struct shape shapes[] = {{"qwen3-30b-a3b", 16, 4096, 2048, 768}, {"deepseek-v3", 32, 2048, 7168, 2048},
+				       {"qwen3-30b-a3b-512rows", 16, 512, 2048, 768},
+				       {"deepseek-v3-256rows", 32, 256, 7168, 2048}};
+	for (int si = 0; si < 4; si++)
+		if ((rc = calib_experts(d, &t, &x, &shapes[si], dense, out)) != MOE_OK)
+			return rc;
+	fprintf(out, "# percentages: of copy_GBps for memory-bound kernels, of gemm_TFLOPs for the experts\n");
+	*copy_out = copy;
+	*gemm_out = dense;
+	cudaFree(x.a);
+	cudaFree(x.b);
+	cudaFree(x.c);
+	cudaFree(x.e);
+	cudaFree(x.f);
+	cuda_fini(d);
+	return MOE_OK;
+}

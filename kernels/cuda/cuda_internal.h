@@ -1,0 +1,123 @@
+/* What the CUDA backend's files share: the device state, the error macros, the bf16 helpers and the
+ * backend functions that another file calls (the vtable in backend.cu, the benchmarks in calibrate.cu). */
+#ifndef MOE_CUDA_INTERNAL_H
+#define MOE_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "cuda_iface.h"
+#include "kernels.h"
+}
+
+struct moe_dev {
+	int gpu;
+	cudaStream_t stream;
+	cublasHandle_t blas;
+	/* scratch, grown on demand (allocated outside timed regions after the first iteration) */
+	void *scratch;
+	size_t scratch_bytes;
+	float *logits;
+	size_t logits_bytes;
+	int64_t *hcounts; /* pinned */
+	int64_t hcounts_cap;
+	void **ptrs; /* device pointer arrays for grouped GEMMs */
+	size_t ptrs_cap;
+	void **hptrs; /* pinned staging */
+	char *flush;
+	size_t flush_bytes;
+	cudaStream_t side[4]; /* per-expert GEMMs run spread over these, joined back with events */
+	cudaEvent_t marks[MOE_MAX_MARKS];
+	cudaEvent_t fork, join[4];
+	size_t base_used, peak_used; /* device memory in use at init, and the most seen since */
+};
+
+#define CU(call)                                                                                   \
+	do {                                                                                       \
+		cudaError_t e_ = (call);                                                           \
+		if (e_ != cudaSuccess) {                                                           \
+			fprintf(stderr, "moebench: %s failed: %s (%s:%d)\n", #call, cudaGetErrorString(e_), \
+				__FILE__, __LINE__);                                               \
+			return MOE_ERR_SYSTEM;                                                     \
+		}                                                                                  \
+	} while (0)
+#define CB(call)                                                                                   \
+	do {                                                                                       \
+		cublasStatus_t s_ = (call);                                                        \
+		if (s_ != CUBLAS_STATUS_SUCCESS) {                                                 \
+			fprintf(stderr, "moebench: %s failed: cuBLAS status %d (%s:%d)\n", #call, (int)s_, __FILE__, \
+				__LINE__);                                                         \
+			return MOE_ERR_SYSTEM;                                                     \
+		}                                                                                  \
+	} while (0)
+#define LAUNCHED() CU(cudaGetLastError())
+
+__device__ static inline float bf(moe_bf16 v)
+{
+	return __uint_as_float((uint32_t)v << 16);
+}
+
+__device__ static inline moe_bf16 tobf(float f)
+{
+	__nv_bfloat16 b = __float2bfloat16_rn(f);
+	return *(moe_bf16 *)&b;
+}
+
+/* Blocks of 256 threads for a grid-stride loop over n elements. */
+static inline unsigned ew_grid(int64_t n)
+{
+	int64_t b = (n + 255) / 256;
+	return (unsigned)(b < 1 ? 1 : b > 65535 * 8 ? 65535 * 8 : b);
+}
+
+/* device.cu: the device's life, memory and timers */
+int cuda_grow(void **p, size_t *cap, size_t need); /* device buffer of at least need bytes, contents lost */
+int cuda_init(struct moe_dev **out, int gpu);
+void cuda_fini(struct moe_dev *d);
+void *cuda_alloc(struct moe_dev *d, size_t bytes);
+void cuda_free(struct moe_dev *d, void *p);
+int cuda_h2d(struct moe_dev *d, void *dst, const void *src, size_t n);
+int cuda_d2h(struct moe_dev *d, void *dst, const void *src, size_t n);
+int cuda_d2d(struct moe_dev *d, void *dst, const void *src, size_t n);
+int cuda_memset(struct moe_dev *d, void *dst, int byte, size_t n);
+int cuda_sync(struct moe_dev *d);
+int cuda_flush(struct moe_dev *d);
+int cuda_mark(struct moe_dev *d, int slot);
+double cuda_elapsed_us(struct moe_dev *d, int from, int to);
+size_t cuda_mem_total(struct moe_dev *d);
+int cuda_spin(struct moe_dev *d, double us);
+
+/* router.cu */
+int cuda_route(struct moe_dev *d, const struct moe_route_cfg *c, const moe_bf16 *x, int64_t n, const moe_bf16 *wg,
+	       int32_t *idx, float *w);
+
+/* layout.cu: bucketing and row moves */
+int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
+		int64_t *counts, int32_t *pos);
+int cuda_scatter_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *pos, int64_t m, int64_t src_div,
+		      int64_t h, moe_bf16 *dst);
+int cuda_scatter_i32(struct moe_dev *d, const int32_t *src, const int32_t *pos, int64_t m, int32_t *dst);
+int cuda_gather_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *idx, int64_t m, int64_t h,
+		     moe_bf16 *dst);
+
+/* experts.cu */
+int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
+	     const float *scale, moe_bf16 *out);
+
+/* combine.cu: the combine and the elementwise steps around it */
+int cuda_combine(struct moe_dev *d, const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n, int64_t k,
+		 int64_t h, const float *base, int scaled_before, moe_bf16 *out, float *out_f32);
+int cuda_finish(struct moe_dev *d, const float *s, const float *base, int64_t n, moe_bf16 *out);
+int cuda_add(struct moe_dev *d, const moe_bf16 *a, const moe_bf16 *b, int64_t n, moe_bf16 *out);
+int cuda_widen(struct moe_dev *d, const moe_bf16 *a, int64_t n, float *out);
+
+/* weights.cu */
+int cuda_generate(struct moe_dev *d, uint64_t seed, uint32_t tensor, uint32_t layer, uint64_t row0, int64_t rows,
+		  int64_t cols, double scale, moe_bf16 *dst);
+
+#endif

@@ -1,0 +1,265 @@
+/* CUDA backend, experts: the expert FFN over rows in expert-major order; the exact modes (scale, identity) as
+ * one kernel, SwiGLU as bf16 GEMMs dispatched batched, grouped or one per expert over side streams. */
+#include "cuda_internal.h"
+
+/* u = bf16(scale[row] * x) (score_before_experts), or x itself. */
+__global__ void scale_rows_kernel(const moe_bf16 *x, const float *scale, int64_t rows, int64_t h, moe_bf16 *out)
+{
+	int64_t n = rows * h;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+		out[i] = tobf(scale[i / h] * bf(x[i]));
+}
+
+/* scale / identity experts: out = bf16(f * u) with f = e + 1 or 1 */
+__global__ void exact_ffn_kernel(const moe_bf16 *x, const int64_t *row_expert_start, int nexp, int64_t first, int scale,
+				 int64_t rows, int64_t h, moe_bf16 *out)
+{
+	int64_t n = rows * h;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+		int64_t r = i / h;
+		int lo = 0, hi = nexp - 1; /* the last expert whose first row is <= r */
+		while (lo < hi) {
+			int mid = (lo + hi + 1) / 2;
+			if (row_expert_start[mid] <= r)
+				lo = mid;
+			else
+				hi = mid - 1;
+		}
+		int j = lo;
+		float f = scale ? (float)(first + j + 1) : 1.0f;
+		out[i] = tobf(f * bf(x[i]));
+	}
+}
+
+/* act = bf16(silu(g) * u); g and u are the two projections, stored bf16 by the GEMMs (cuBLAS's grouped GEMM
+ * has no bf16-in, fp32-out mode) */
+__global__ void swiglu_act_kernel(const moe_bf16 *gu, int64_t rows, int64_t f, moe_bf16 *act)
+{
+	int64_t n = rows * f;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+		int64_t r = i / f, c = i % f;
+		float a = bf(gu[r * 2 * f + c]);
+		act[i] = tobf(a / (1.0f + expf(-a)) * bf(gu[r * 2 * f + f + c]));
+	}
+}
+
+/* The device pointer arrays [W | A | C] of a batched or grouped GEMM over ng experts. */
+static int stage_ptrs(struct moe_dev *d, int ng, const void *const *hA, const void *const *hW, void *const *hC)
+{
+	size_t need = (size_t)ng * 3 * sizeof(void *);
+	MOE_CHECK(cuda_grow((void **)&d->ptrs, &d->ptrs_cap, need));
+	if (!d->hptrs)
+		CU(cudaMallocHost((void **)&d->hptrs, 3 * 4096 * sizeof(void *)));
+	if (ng > 4096)
+		return MOE_ERR_UNSUPPORTED;
+	CU(cudaStreamSynchronize(d->stream)); /* the pinned staging may still feed a previous copy */
+	for (int i = 0; i < ng; i++) {
+		d->hptrs[i] = (void *)hW[i];
+		d->hptrs[ng + i] = (void *)hA[i];
+		d->hptrs[2 * ng + i] = hC[i];
+	}
+	CU(cudaMemcpyAsync(d->ptrs, d->hptrs, need, cudaMemcpyHostToDevice, d->stream));
+	return MOE_OK;
+}
+
+/* Every expert has the same rows (balanced routing): one batched GEMM, which cuBLAS tiles like a dense one. */
+static int batched(struct moe_dev *d, int ng, int rows, int N, int Kd, int ldc, const void *const *hA,
+		   const void *const *hW, void *const *hC)
+{
+	const float one = 1.0f, zero = 0.0f;
+	MOE_CHECK(stage_ptrs(d, ng, hA, hW, hC));
+	cublasStatus_t st = cublasGemmBatchedEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows, Kd, &one,
+						(const void *const *)d->ptrs, CUDA_R_16BF, Kd,
+						(const void *const *)(d->ptrs + ng), CUDA_R_16BF, Kd, &zero,
+						d->ptrs + 2 * ng, CUDA_R_16BF, ldc, ng, CUBLAS_COMPUTE_32F,
+						CUBLAS_GEMM_DEFAULT);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "moebench: cublasGemmBatchedEx failed: status %d\n", (int)st);
+		return MOE_ERR_SYSTEM;
+	}
+	return MOE_OK;
+}
+
+/* One grouped GEMM over the experts with rows: C_j (rows_j x N) = A_j (rows_j x Kd) . W_j^T, W_j row-major N x Kd. */
+static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldcv, const void *const *hA,
+		   const void *const *hW, void *const *hC)
+{
+	cudaDataType_t ctype = CUDA_R_16BF;
+	if (!ng)
+		return MOE_OK;
+	MOE_CHECK(stage_ptrs(d, ng, hA, hW, hC));
+	cublasOperation_t *ta = (cublasOperation_t *)malloc(ng * sizeof(cublasOperation_t));
+	cublasOperation_t *tb = (cublasOperation_t *)malloc(ng * sizeof(cublasOperation_t));
+	int *mm = (int *)malloc(ng * sizeof(int)), *nn = (int *)malloc(ng * sizeof(int)), *kk = (int *)malloc(ng * sizeof(int));
+	int *lda = (int *)malloc(ng * sizeof(int)), *ldb = (int *)malloc(ng * sizeof(int)), *ldc = (int *)malloc(ng * sizeof(int));
+	int *gsz = (int *)malloc(ng * sizeof(int));
+	float *al = (float *)malloc(ng * sizeof(float)), *be = (float *)malloc(ng * sizeof(float));
+	for (int i = 0; i < ng; i++) {
+		ta[i] = CUBLAS_OP_T;
+		tb[i] = CUBLAS_OP_N;
+		mm[i] = N;
+		nn[i] = rows[i];
+		kk[i] = Kd;
+		lda[i] = Kd;
+		ldb[i] = Kd;
+		ldc[i] = ldcv;
+		gsz[i] = 1;
+		al[i] = 1.0f;
+		be[i] = 0.0f;
+	}
+	cublasStatus_t st = cublasGemmGroupedBatchedEx(d->blas, ta, tb, mm, nn, kk, al, (const void *const *)d->ptrs,
+							CUDA_R_16BF, lda, (const void *const *)(d->ptrs + ng), CUDA_R_16BF,
+							ldb, be, d->ptrs + 2 * ng, ctype, ldc, ng, gsz, CUBLAS_COMPUTE_32F);
+	free(ta); free(tb); free(mm); free(nn); free(kk); free(lda); free(ldb); free(ldc); free(gsz); free(al); free(be);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "moebench: cublasGemmGroupedBatchedEx failed: status %d\n", (int)st);
+		return MOE_ERR_SYSTEM;
+	}
+	return MOE_OK;
+}
+
+/* The expert GEMMs: one cublasGemmEx per expert over side streams once experts have about a thousand rows or
+ * more (GPU-HOST.md; calibrate measures it at 94-99 % of a dense layer of the same FLOPs, within 5 % of the
+ * batched GEMM); below that, one batched GEMM when every expert has the same rows (1.25-1.9x the others
+ * there), else cuBLAS's grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
+static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldc, const void *const *A,
+			const void *const *W, void *const *C, int64_t avg_rows)
+{
+	const char *mode = getenv("MOEBENCH_EXPERT_GEMM");
+	int uniform = ng > 1;
+	for (int i = 1; i < ng; i++)
+		uniform &= rows[i] == rows[0];
+	if (uniform && (mode ? !strcmp(mode, "batched") : avg_rows < 1024))
+		return batched(d, ng, rows[0], N, Kd, ldc, A, W, C);
+	int loop = mode && !strcmp(mode, "loop") ? 1 : mode && !strcmp(mode, "grouped") ? 0 : avg_rows >= 1024;
+	if (!loop)
+		return grouped(d, ng, rows, N, Kd, ldc, A, W, C);
+	const float one = 1.0f, zero = 0.0f;
+	/* experts are independent: spread them over side streams so that small GEMMs fill the GPU together */
+	int ns = ng < 4 ? ng : 4;
+	CU(cudaEventRecord(d->fork, d->stream));
+	for (int i = 0; i < ns; i++)
+		CU(cudaStreamWaitEvent(d->side[i], d->fork, 0));
+	int rc = MOE_OK;
+	for (int i = 0; i < ng && rc == MOE_OK; i++) {
+		cublasSetStream(d->blas, d->side[i % ns]);
+		if (cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows[i], Kd, &one, W[i], CUDA_R_16BF, Kd, A[i],
+				 CUDA_R_16BF, Kd, &zero, C[i], CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F,
+				 CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+			rc = MOE_ERR_SYSTEM;
+	}
+	cublasSetStream(d->blas, d->stream);
+	for (int i = 0; i < ns; i++) {
+		CU(cudaEventRecord(d->join[i], d->side[i]));
+		CU(cudaStreamWaitEvent(d->stream, d->join[i], 0));
+	}
+	if (rc != MOE_OK)
+		fprintf(stderr, "moebench: cublasGemmEx (per-expert loop) failed\n");
+	return rc;
+}
+
+/* Scale and identity experts: the first row of each expert to the device (at d_starts), then one kernel. */
+static int exact_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *u, const int64_t *counts,
+			 int64_t rows, char *d_starts, size_t ss, moe_bf16 *out)
+{
+	int64_t H = c->hidden;
+	int64_t *hs = (int64_t *)malloc(ss);
+	hs[0] = 0;
+	for (int64_t j = 0; j < c->nexperts; j++)
+		hs[j + 1] = hs[j] + counts[j];
+	int rc = cudaMemcpyAsync(d_starts, hs, ss, cudaMemcpyHostToDevice, d->stream) == cudaSuccess &&
+			 cudaStreamSynchronize(d->stream) == cudaSuccess
+		 ? MOE_OK
+		 : MOE_ERR_SYSTEM;
+	free(hs);
+	MOE_CHECK(rc);
+	exact_ffn_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(u, (const int64_t *)d_starts, (int)c->nexperts,
+								  c->first_expert, c->kind == MOE_FFN_SCALE, rows, H,
+								  out);
+	LAUNCHED();
+	return MOE_OK;
+}
+
+/* One GEMM pass's operands for the experts with rows: pass 0 gate (or gate|up when fused), 1 up, 2 down.
+ * Returns how many experts have rows (the GEMMs of the pass). */
+static int pass_operands(const struct moe_ffn_cfg *c, const int64_t *counts, int pass, const moe_bf16 *u,
+			 const moe_bf16 *act, moe_bf16 *gu, moe_bf16 *out, int *rw, const void **A, const void **W,
+			 void **C)
+{
+	int64_t H = c->hidden, F = c->ffn, r0 = 0;
+	int ng = 0;
+	for (int64_t j = 0; j < c->nexperts; j++) {
+		if (counts[j]) {
+			rw[ng] = (int)counts[j];
+			A[ng] = pass < 2 ? (const void *)(u + r0 * H) : (const void *)(act + r0 * F);
+			W[ng] = pass == 0 ? c->d_w1[j] : pass == 1 ? c->d_w3[j] : c->d_w2[j];
+			C[ng] = pass == 2 ? (void *)(out + r0 * H) : (void *)(gu + r0 * 2 * F + (pass == 1 ? F : 0));
+			ng++;
+		}
+		r0 += counts[j];
+	}
+	return ng;
+}
+
+/* SwiGLU experts: the gate and up projections into gu ([gate | up] per row), the activation into act, then
+ * the down projection into out. */
+static int swiglu_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *u, const int64_t *counts,
+			  int64_t rows, moe_bf16 *gu, moe_bf16 *act, moe_bf16 *out)
+{
+	int64_t H = c->hidden, F = c->ffn;
+	/* W1 and W3 stored back to back make one projection of width 2F: [gate | up] per row */
+	int fused = 1;
+	for (int64_t j = 0; j < c->nexperts; j++)
+		fused &= counts[j] == 0 || c->d_w3[j] == c->d_w1[j] + F * H;
+	int *rw = (int *)malloc(c->nexperts * sizeof(int));
+	const void **A = (const void **)malloc(c->nexperts * sizeof(void *)), **W = (const void **)malloc(c->nexperts * sizeof(void *));
+	void **C = (void **)malloc(c->nexperts * sizeof(void *));
+	int rc = MOE_OK;
+	/* passes: 0 gate (or gate|up when fused), 1 up, 2 down; every GEMM stores bf16 */
+	for (int pass = 0; pass < 3 && rc == MOE_OK; pass++) {
+		if (pass == 1 && fused)
+			continue;
+		int ng = pass_operands(c, counts, pass, u, act, gu, out, rw, A, W, C);
+		int N = pass == 2 ? (int)H : fused ? (int)(2 * F) : (int)F, Kd = pass == 2 ? (int)F : (int)H;
+		int ldc = pass == 2 ? (int)H : (int)(2 * F);
+		rc = expert_gemms(d, ng, rw, N, Kd, ldc, A, W, C, rows / (c->nexperts ? c->nexperts : 1));
+		if (rc == MOE_OK && pass == (fused ? 0 : 1)) { /* both projections are done */
+			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(gu, rows, F, act);
+			if (cudaGetLastError() != cudaSuccess)
+				rc = MOE_ERR_SYSTEM;
+		}
+	}
+	free(rw);
+	free(A);
+	free(W);
+	free(C);
+	return rc;
+}
+
+int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
+	     const float *scale, moe_bf16 *out)
+{
+	int64_t H = c->hidden, F = c->ffn, rows = 0;
+	for (int64_t j = 0; j < c->nexperts; j++)
+		rows += counts[j];
+	if (rows == 0)
+		return MOE_OK;
+	/* scratch: scaled input (bf16), starts per expert, g and u (fp32), act (bf16) */
+	size_t su = scale ? (size_t)rows * H * 2 : 0, ss = ((size_t)c->nexperts + 1) * 8;
+	size_t sg = c->kind == MOE_FFN_SWIGLU ? (size_t)rows * F * 2 : 0;
+	size_t need = su + ss + 3 * sg + 1024; /* [gate | up] (2 sg) and the activation (sg) */
+	MOE_CHECK(cuda_grow(&d->scratch, &d->scratch_bytes, need));
+	char *sp = (char *)d->scratch;
+	const moe_bf16 *u = x;
+	if (scale) {
+		scale_rows_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(x, scale, rows, H, (moe_bf16 *)sp);
+		LAUNCHED();
+		u = (const moe_bf16 *)sp;
+	}
+	sp += (su + 255) & ~(size_t)255;
+	if (c->kind != MOE_FFN_SWIGLU)
+		return exact_experts(d, c, u, counts, rows, sp, ss, out);
+	sp += (ss + 255) & ~(size_t)255;
+	moe_bf16 *gu = (moe_bf16 *)sp, *act = gu + rows * 2 * F;
+	return swiglu_experts(d, c, u, counts, rows, gu, act, out);
+}
