@@ -25,6 +25,7 @@ struct ffn_job {
 	int64_t *slot;       /* m slots: token*K + k (shared: token*K) */
 	double *us, *h, *dh; /* m x H inputs, m x F activations and their bounds */
 	double *du;          /* m: the L2 norm of the input's own rounding (score_before_experts) */
+	double *l1;          /* m: the inputs' L1 norms */
 	int stop, rc;
 };
 
@@ -52,11 +53,13 @@ static void gather(struct ffn_job *j, int t)
 	int64_t H = j->H;
 	for (int64_t r = j->m * t / j->nthreads; r < j->m * (t + 1) / j->nthreads; r++) {
 		const double *x = j->u + (j->slot[r] / j->K) * H;
-		double s = j->e >= 0 && j->p->score_before_experts ? (double)j->w[j->slot[r]] : 1.0, q = 0;
+		double s = j->e >= 0 && j->p->score_before_experts ? (double)j->w[j->slot[r]] : 1.0, q = 0, a = 0;
 		for (int64_t c = 0; c < H; c++) {
 			j->us[r * H + c] = s * x[c];
 			q += x[c] * x[c];
+			a += fabs(s * x[c]);
 		}
+		j->l1[r] = a;
 		/* score_before_experts stores w*x as bf16: each element within u_bf of itself */
 		j->du[r] = s != 1.0 ? ORC_UBF * fabs(s) * sqrt(q) : 0;
 	}
@@ -78,11 +81,9 @@ static int gate_up(struct ffn_job *j, int64_t f0, int64_t f1, double *w1, double
 	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, nb, (int)H, 1.0, j->us, (int)H, w1, (int)H, 0.0, ga, nb);
 	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, nb, (int)H, 1.0, j->us, (int)H, w3, (int)H, 0.0, gb, nb);
 	for (int64_t r = 0; r < m; r++) {
-		double l1 = 0;
-		for (int64_t c = 0; c < H; c++)
-			l1 += fabs(j->us[r * H + c]);
-		/* fp32 accumulation (worst case) plus the input's own rounding (independent errors) */
-		double acc = (double)(H + 2) * ORC_U32 * s1 * l1 + ORC_LAMBDA * s1 * j->du[r];
+		double l1 = j->l1[r];
+		/* fp32 accumulation and the input's own rounding, both as independent rounding errors */
+		double acc = ORC_LAMBDA * (sqrt((double)H + 2) * ORC_U32 * s1 * l1 + s1 * j->du[r]);
 		for (int64_t q = 0; q < nb; q++) {
 			double a = ga[r * nb + q], b = gb[r * nb + q];
 			double sg = 1.0 / (1.0 + exp(-a)), hv = a * sg * b;
@@ -112,9 +113,9 @@ static void down(struct ffn_job *j, int64_t c0, int64_t c1, double *w2, double *
 	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, nb, (int)F, 1.0, j->h, (int)F, w2, (int)F, 0.0, o, nb);
 	for (int64_t r = 0; r < m; r++) {
 		double cf = fabs(coef(j, r)), tok = (double)(j->slot[r] / j->K);
-		/* activation errors are independent roundings: lambda * max|W2| * ||dh||_2; the fp32 sum of F terms is
-		 * bounded in the worst case; the expert's output is stored as bf16; the combine's fma rounds in fp32 */
-		double prop = (double)(F + 2) * ORC_U32 * s2 * h1[r] + ORC_LAMBDA * s2 * sqrt(dh2[r]) * cf;
+		/* activation errors and the fp32 sum of F terms are independent roundings: lambda * max|W2| * ||dh||_2 and
+		 * lambda sqrt(F) u max|W2| ||h||_1; the expert's output is stored as bf16; the combine's fma rounds in fp32 */
+		double prop = ORC_LAMBDA * (sqrt((double)F + 2) * ORC_U32 * s2 * h1[r] + s2 * sqrt(dh2[r]) * cf);
 		for (int64_t q = 0; q < nb; q++) {
 			double v = o[r * nb + q];
 			size_t at = (size_t)tok * (size_t)H + (size_t)(c0 + q);
@@ -222,10 +223,11 @@ int orc_experts(const struct moe_params *p, uint32_t layer, int64_t n, const dou
 	j.h = malloc((size_t)(mmax * Fmax + 1) * sizeof(double));
 	j.dh = malloc((size_t)(mmax * Fmax + 1) * sizeof(double));
 	j.du = malloc((size_t)(mmax + 1) * sizeof(double));
+	j.l1 = malloc((size_t)(mmax + 1) * sizeof(double));
 	int ncpu = orc_ncpu();
 	struct ffn_thread *th = malloc((size_t)ncpu * sizeof(*th));
 	int rc = MOE_ERR_NOMEM;
-	if (!cnt || !j.slot || !j.us || !j.h || !j.dh || !j.du || !th)
+	if (!cnt || !j.slot || !j.us || !j.h || !j.dh || !j.du || !j.l1 || !th)
 		goto out;
 	memset(yref, 0, (size_t)(n * H) * sizeof(double));
 	memset(yb, 0, (size_t)(n * H) * sizeof(double));
@@ -256,6 +258,6 @@ int orc_experts(const struct moe_params *p, uint32_t layer, int64_t n, const dou
 	openblas_set_num_threads(blas_threads);
 	rc = j.rc;
 out:
-	free(cnt), free(j.slot), free(j.us), free(j.h), free(j.dh), free(j.du), free(th);
+	free(cnt), free(j.slot), free(j.us), free(j.h), free(j.dh), free(j.du), free(j.l1), free(th);
 	return rc;
 }

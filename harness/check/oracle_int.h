@@ -12,7 +12,7 @@
 
 #define ORC_U32 0x1p-24 /* fp32 unit roundoff */
 #define ORC_UBF 0x1p-8  /* bf16 unit roundoff */
-#define ORC_LAMBDA 6.0  /* probabilistic factor for independent rounding errors (docs/VERIFICATION.md) */
+#define ORC_LAMBDA 4.0  /* probabilistic factor for independent rounding errors (docs/VERIFICATION.md) */
 
 /* One row of a tensor as the specification draws it (DESIGN §2), hoisting the row's part of the key. */
 void orc_gen_row(const struct moe_params *p, enum moe_tensor t, uint32_t layer, uint64_t row, int64_t cols,
