@@ -210,6 +210,8 @@ int orc_experts(const struct moe_params *p, uint32_t layer, int64_t n, const dou
 		const float *w, double *yref, double *yb)
 {
 	int64_t H = p->hidden, K = p->topk, E = p->experts, Fmax = p->ffn * (p->shared_experts > 1 ? p->shared_experts : 1);
+	if (n == 0)
+		return MOE_OK;
 	struct ffn_job j = {.p = p, .layer = layer, .H = H, .n = n, .K = K, .u = u, .idx = idx, .w = w,
 			    .yref = yref, .yb = yb};
 	int64_t *cnt = calloc((size_t)E + 1, sizeof(int64_t));

@@ -34,9 +34,10 @@ static void tokens_x(const struct moe_params *p, int64_t g0, int64_t n, moe_bf16
 	moe_gen_block(p, MOE_T_X, 0, (uint64_t)g0, n, p->hidden, x);
 }
 
-/* Vectors computed outside moebench by /tmp-free python3: the RNG from its definition (splitmix64 finaliser on
- * seed + golden, then xor-mixed with tensor<<32|layer, row, col*golden), bf16 as the nearest bf16 to the float's
- * exact value by rational arithmetic (fractions.Fraction), ties to even, overflow past max + half an ulp to inf. */
+/* Vectors computed outside moebench by a python3 script using only the standard library: the RNG from its
+ * definition (splitmix64 finaliser on seed + golden, then xor-mixed with tensor<<32|layer, row, col*golden),
+ * bf16 as the nearest bf16 to the float's exact value by rational arithmetic (fractions.Fraction), ties to
+ * even, overflow past max + half an ulp to inf. */
 static void test_spec_fixed_vectors(void **state)
 {
 	(void)state;
@@ -300,6 +301,36 @@ static void test_pad_rows(void **state)
 	moe_oracle_close(o);
 }
 
+/* The slice and ids come from the layout alone: replicate, leader, sp with pads, DP groups before. */
+static void test_layout(void **state)
+{
+	(void)state;
+	struct moe_params p;
+	small(&p, 8, 2, 8, 2, MOE_EXPERT_SCALE);
+	p.dp = 2;
+	p.tp = 2;
+	int64_t tokens[2] = {4, 3};
+	p.partition = MOE_PART_SP;
+	struct moe_oracle *o = moe_oracle_open(&p, tokens, 3, NULL); /* group 1, TP rank 1 */
+	assert_int_equal(moe_oracle_rows(o), 2);
+	assert_int_equal(moe_oracle_gid(o, 0), 4 + 2);
+	assert_int_equal(moe_oracle_gid(o, 1), -1);
+	moe_oracle_close(o);
+	p.partition = MOE_PART_LEADER;
+	o = moe_oracle_open(&p, tokens, 3, NULL);
+	assert_int_equal(moe_oracle_rows(o), 0);
+	moe_oracle_close(o);
+	o = moe_oracle_open(&p, tokens, 2, NULL);
+	assert_int_equal(moe_oracle_rows(o), 3);
+	assert_int_equal(moe_oracle_gid(o, 2), 6);
+	moe_oracle_close(o);
+	p.partition = MOE_PART_REPLICATE;
+	o = moe_oracle_open(&p, tokens, 1, NULL);
+	assert_int_equal(moe_oracle_rows(o), 4);
+	assert_int_equal(moe_oracle_gid(o, 0), 0);
+	moe_oracle_close(o);
+}
+
 /* A router in fp32 as a kernel would run it: logits summed in order, softmax, top-K (ties to the lower id). */
 static void fp32_route(const struct moe_params *p, const moe_bf16 *x, int32_t *idx, float *w)
 {
@@ -474,6 +505,7 @@ int main(void)
 		cmocka_unit_test(test_inputs_rebuilt),
 		cmocka_unit_test(test_synthetic_routing_must_match),
 		cmocka_unit_test(test_pad_rows),
+		cmocka_unit_test(test_layout),
 		cmocka_unit_test(test_router_weight_bound),
 		cmocka_unit_test(test_swiglu_bound),
 	};
