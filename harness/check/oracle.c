@@ -97,7 +97,7 @@ static void fail(struct moe_verdict *v, const struct moe_oracle *o, int64_t i, i
 		return;
 	v->bad = 1;
 	v->token = i;
-	v->gid = i < o->nreal ? moe_oracle_gid(o, i) : -1;
+	v->gid = i >= 0 && i < o->nreal ? moe_oracle_gid(o, i) : -1;
 	v->col = col;
 	va_list ap;
 	va_start(ap, fmt);
