@@ -29,8 +29,9 @@ int orc_ncpu(void);
 
 /* Router reference for n rows (n x H doubles): logits and their fp32 error bounds, n x E each. */
 int orc_logits(const struct moe_params *p, uint32_t layer, int64_t n, const double *x, double *z, double *dz);
-/* Check one row's routing against the reference logits z/dz (router) or the synthetic rule. kind says what the
- * row is: a token (gid >= 0), a masked pad or a routed zero-token pad. Returns 0 or -1 with why. */
+/* Check one router-routed row (distinct ids in range) against its reference logits z and bounds dz; exact: the
+ * row is all zeros, so its fp32 scores are known bit for bit. Fills wref/wbound (K entries) when not NULL.
+ * Returns 0 or -1 with why. */
 int orc_check_router(const struct moe_params *p, uint32_t layer, const double *z, const double *dz, int exact,
 		     const int32_t *idx, const float *w, double *wref, double *wbound, char *why, size_t len);
 
