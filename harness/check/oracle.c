@@ -1,202 +1,212 @@
-/* The float64 CPU oracle. Written from DESIGN.md §2 alone: it shares no code with kernels/ or strategies,
- * only the element generator (so it can rebuild any tensor) and the bf16 conversions. */
+/* The float64 CPU oracle. Written from DESIGN.md §2-4 alone: it shares no code with kernels/ or strategies,
+ * only the counter RNG and the bf16 conversions (the specification); docs/VERIFICATION.md says how it checks. */
 #include "oracle.h"
 
-#include <cblas.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static double gen(const struct moe_params *p, enum moe_tensor t, uint32_t l, uint64_t r, uint64_t c)
-{
-	return (double)moe_bf16_to_f32(moe_gen_elem(p, t, l, r, c));
-}
+#include "oracle_int.h"
 
-/* The gate matrix of the last layer asked for, in float64 (regenerating it per token would dominate). */
-static const double *gate_matrix(const struct moe_params *p, uint32_t layer)
-{
-	static double *wg;
-	static int64_t key_seed = -1, key_e, key_h;
-	static uint32_t key_layer;
-	if (wg && key_seed == p->seed && key_layer == layer && key_e == p->experts && key_h == p->hidden)
-		return wg;
-	free(wg);
-	wg = malloc((size_t)(p->experts * p->hidden) * sizeof(double));
-	if (!wg)
-		abort();
-	for (int64_t e = 0; e < p->experts; e++)
-		for (int64_t h = 0; h < p->hidden; h++)
-			wg[e * p->hidden + h] = gen(p, MOE_T_GATE, layer, (uint64_t)e, (uint64_t)h);
-	key_seed = p->seed;
-	key_layer = layer;
-	key_e = p->experts;
-	key_h = p->hidden;
-	return wg;
-}
+struct moe_oracle {
+	struct moe_params p;
+	const struct moe_trace *trace;
+	int64_t d, T, g0, total; /* DP group, its tokens, its first global id, tokens of all groups */
+	int64_t s0, n, nreal;    /* the slice: first padded row, rows, real rows */
+	uint32_t next;           /* the layer expected next */
+	moe_bf16 *xin;           /* n x H: the input each row must have at layer `next` */
+};
 
-static void route_scores(const struct moe_params *p, uint32_t layer, const moe_bf16 *x, double *prob, double *sel)
+struct moe_oracle *moe_oracle_open(const struct moe_params *p, const int64_t *tokens, int rank,
+				   const struct moe_trace *trace)
 {
-	int64_t E = p->experts, H = p->hidden;
-	const double *wg = gate_matrix(p, layer);
-	for (int64_t e = 0; e < E; e++) {
-		double s = 0;
-		for (int64_t h = 0; h < H; h++)
-			s += wg[e * H + h] * (double)moe_bf16_to_f32(x[h]);
-		prob[e] = s;
+	struct moe_oracle *o = calloc(1, sizeof(*o));
+	if (!o)
+		return NULL;
+	o->p = *p;
+	o->trace = trace;
+	int64_t tp = p->tp > 0 ? p->tp : 1, t = rank % tp;
+	o->d = rank / tp;
+	for (int64_t q = 0; q < p->dp; q++) {
+		o->g0 += q < o->d ? tokens[q] : 0;
+		o->total += tokens[q];
 	}
-	if (p->score == MOE_SCORE_SIGMOID) {
-		for (int64_t e = 0; e < E; e++)
-			prob[e] = 1.0 / (1.0 + exp(-prob[e]));
+	o->T = tokens[o->d];
+	/* DESIGN §3: replicate holds all T rows, leader only on TP rank 0; sp pads to a multiple of tp and takes
+	 * rows [tL, (t+1)L) of the padded group */
+	if (p->partition == MOE_PART_SP) {
+		int64_t pad = (tp - o->T % tp) % tp, L = (o->T + pad) / tp;
+		o->s0 = t * L;
+		o->n = L;
+		o->nreal = o->T - o->s0 < 0 ? 0 : o->T - o->s0 < L ? o->T - o->s0 : L;
 	} else {
-		double mx = prob[0], sum = 0;
-		for (int64_t e = 1; e < E; e++)
-			mx = prob[e] > mx ? prob[e] : mx;
-		for (int64_t e = 0; e < E; e++)
-			sum += (prob[e] = exp(prob[e] - mx));
-		for (int64_t e = 0; e < E; e++)
-			prob[e] /= sum;
+		o->n = o->nreal = p->partition == MOE_PART_LEADER && t != 0 ? 0 : o->T;
 	}
-	for (int64_t e = 0; e < E; e++)
-		sel[e] = prob[e] + (double)moe_gen_bias(p, layer, e);
-	if (p->groups > 1) {
-		int64_t G = p->groups, per = E / G;
-		double *gs = malloc((size_t)G * sizeof(double));
-		for (int64_t g = 0; g < G; g++) {
-			double a = -INFINITY, b = -INFINITY;
-			for (int64_t e = g * per; e < (g + 1) * per; e++) {
-				if (sel[e] > a) {
-					b = a;
-					a = sel[e];
-				} else if (sel[e] > b)
-					b = sel[e];
-			}
-			gs[g] = a + b;
-		}
-		for (int64_t g = 0; g < G; g++) {
-			int64_t ahead = 0;
-			for (int64_t h = 0; h < G; h++)
-				ahead += gs[h] > gs[g] || (gs[h] == gs[g] && h < g);
-			if (ahead >= p->topk_groups)
-				for (int64_t e = g * per; e < (g + 1) * per; e++)
-					sel[e] = -INFINITY;
-		}
-		free(gs);
+	int64_t H = p->hidden;
+	o->xin = calloc((size_t)(o->n * H + 1), sizeof(moe_bf16));
+	if (!o->xin) {
+		free(o);
+		return NULL;
 	}
+	double *row = malloc((size_t)H * sizeof(double));
+	for (int64_t i = 0; row && i < o->nreal; i++) {
+		orc_gen_row(p, MOE_T_X, 0, (uint64_t)(o->g0 + o->s0 + i), H, row);
+		for (int64_t c = 0; c < H; c++)
+			o->xin[i * H + c] = moe_f32_to_bf16((float)row[c]);
+	}
+	if (!row) {
+		moe_oracle_close(o);
+		return NULL;
+	}
+	free(row);
+	return o; /* pad rows stay zero: they are zero tokens in every pad mode, at every layer */
 }
 
-static void route_topk(const struct moe_params *p, const double *prob, const double *sel, int32_t *idx, double *w)
+void moe_oracle_close(struct moe_oracle *o)
 {
-	int64_t E = p->experts, K = p->topk;
-	char *taken = calloc((size_t)E, 1);
-	double sum = 0;
-	for (int64_t k = 0; k < K; k++) {
-		int64_t b = -1;
-		for (int64_t e = 0; e < E; e++)
-			if (!taken[e] && sel[e] != -INFINITY && (b < 0 || sel[e] > sel[b]))
-				b = e;
-		taken[b] = 1;
-		idx[k] = (int32_t)b;
-		w[k] = prob[b];
-		sum += prob[b];
-	}
-	for (int64_t k = 0; k < K; k++)
-		w[k] = (p->route_norm ? w[k] / (sum + 1e-20) : w[k]) * p->route_scale;
-	free(taken);
+	if (o)
+		free(o->xin);
+	free(o);
 }
 
-void moe_oracle_route(const struct moe_params *p, uint32_t layer, const moe_bf16 *x, int32_t *idx, double *w,
-		      double *sel_out)
+int64_t moe_oracle_rows(const struct moe_oracle *o) { return o->n; }
+
+int64_t moe_oracle_gid(const struct moe_oracle *o, int64_t i)
 {
-	int64_t E = p->experts;
-	double *prob = malloc((size_t)E * sizeof(double)), *sel = malloc((size_t)E * sizeof(double));
-	route_scores(p, layer, x, prob, sel);
-	route_topk(p, prob, sel, idx, w);
-	if (sel_out)
-		memcpy(sel_out, sel, (size_t)E * sizeof(double));
-	free(prob);
-	free(sel);
+	if (i < o->nreal)
+		return o->g0 + o->s0 + i;
+	return o->p.pad == MOE_PAD_ZERO_TOKEN ? -2 : -1;
 }
 
-/* Routing check for one token; returns 0 when acceptable, else fills why. */
-static int check_routing(const struct moe_params *p, uint32_t layer, const moe_bf16 *x, int64_t gid,
-			 const int32_t *idx, const float *w, const struct moe_trace *trace, char *why, size_t len)
+/* The id a row's synthetic route is drawn from: a zero-token pad draws as a token past every real one. */
+static int64_t route_id(const struct moe_oracle *o, int64_t i)
 {
-	int64_t K = p->topk, E = p->experts;
-	for (int64_t k = 0; k < K; k++)
-		if (idx[k] < 0 || idx[k] >= E) {
-			snprintf(why, len, "routing: slot %lld names expert %d, outside [0, %lld)", (long long)k, idx[k],
-				 (long long)E);
-			return -1;
-		}
-	if (gid == MOE_ORACLE_PAD_MASKED) {
-		for (int64_t k = 0; k < K; k++)
-			if (idx[k] != 0 || w[k] != 0.0f) {
-				snprintf(why, len, "pad row: slot %lld is expert %d weight %.9g, expected expert 0 weight 0",
-					 (long long)k, idx[k], (double)w[k]);
-				return -1;
-			}
-		return 0;
-	}
-	if (p->routing.kind != MOE_ROUTE_ROUTER && gid >= 0) {
-		int32_t ri[64];
-		float rw[64];
-		moe_route_synth(p, layer, (uint64_t)gid, ri, rw);
-		if (p->routing.kind == MOE_ROUTE_TRACE)
-			for (int64_t k = 0; k < K; k++)
-				ri[k] = trace->ids[(gid % trace->ntokens) * trace->topk + k];
-		for (int64_t k = 0; k < K; k++)
-			if (ri[k] != idx[k] || rw[k] != w[k]) {
-				snprintf(why, len, "routing: slot %lld is expert %d weight %.9g, expected expert %d weight %.9g",
-					 (long long)k, idx[k], (double)w[k], ri[k], (double)rw[k]);
-				return -1;
-			}
-		return 0;
-	}
-	/* router: a chosen expert must score within tolerance of the K-th best (near ties are fine),
-	 * ids must be distinct, and weights must match the float64 ones for the chosen set */
-	int32_t oi[64];
-	double ow[64];
-	double *sel = malloc((size_t)E * sizeof(double)), *prob = malloc((size_t)E * sizeof(double));
-	route_scores(p, layer, x, prob, sel);
-	route_topk(p, prob, sel, oi, ow);
-	int rc = 0;
-	double kth = sel[oi[K - 1]];
-	const double tol = 1e-4;
-	double sum = 0;
-	for (int64_t k = 0; k < K && !rc; k++) {
-		for (int64_t j = 0; j < k; j++)
-			if (idx[j] == idx[k]) {
-				snprintf(why, len, "routing: expert %d chosen twice (slots %lld and %lld)", idx[k], (long long)j,
-					 (long long)k);
-				rc = -1;
-			}
-		if (!rc && !(sel[idx[k]] >= kth - tol * (1 + fabs(kth)))) {
-			snprintf(why, len, "routing: slot %lld chose expert %d (score %.9g) below the K-th best %.9g (expert %d)",
-				 (long long)k, idx[k], sel[idx[k]], kth, oi[K - 1]);
-			rc = -1;
-		}
-		sum += prob[idx[k]];
-	}
-	for (int64_t k = 0; k < K && !rc; k++) {
-		double ref = (p->route_norm ? prob[idx[k]] / (sum + 1e-20) : prob[idx[k]]) * p->route_scale;
-		if (!(fabs((double)w[k] - ref) <= 1e-3 * (fabs(ref) + 1e-6))) {
-			snprintf(why, len, "routing: slot %lld weight %.9g, float64 reference %.9g", (long long)k, (double)w[k], ref);
-			rc = -1;
-		}
-	}
-	free(sel);
-	free(prob);
-	return rc;
+	if (i < o->nreal)
+		return o->g0 + o->s0 + i;
+	return o->total + o->d * o->p.tp + (o->s0 + i - o->T);
 }
 
-/* Exact modes: mirror the fp32 arithmetic of the data path step by step. */
+static void fail(struct moe_verdict *v, const struct moe_oracle *o, int64_t i, int64_t col, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static void fail(struct moe_verdict *v, const struct moe_oracle *o, int64_t i, int64_t col, const char *fmt, ...)
+{
+	v->mismatched++;
+	if (v->bad)
+		return;
+	v->bad = 1;
+	v->token = i;
+	v->gid = i >= 0 && i < o->nreal ? moe_oracle_gid(o, i) : -1;
+	v->col = col;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(v->what, sizeof(v->what), fmt, ap);
+	va_end(ap);
+}
+
+/* The rank's input must be the row the oracle rebuilt, bit for bit: a wrong token, a stale buffer or a
+ * wrong id shows here before anything is computed from it. */
+static void check_inputs(const struct moe_oracle *o, uint32_t layer, const moe_bf16 *x, const int64_t *rows,
+			 int64_t nr, struct moe_verdict *v)
+{
+	int64_t H = o->p.hidden;
+	for (int64_t j = 0; j < nr; j++) {
+		int64_t i = rows[j];
+		for (int64_t c = 0; c < H; c++)
+			if (x[i * H + c] != o->xin[i * H + c]) {
+				fail(v, o, i, c, "input: %.9g, expected %.9g (%s)", (double)moe_bf16_to_f32(x[i * H + c]),
+				     (double)moe_bf16_to_f32(o->xin[i * H + c]),
+				     i >= o->nreal ? "a pad row is a zero token"
+				     : layer == 0  ? "the generator's token"
+						   : "the previous layer's input plus its verified output");
+				break;
+			}
+	}
+}
+
+static double *widen_rows(const moe_bf16 *x, int64_t H, const int64_t *rows, int64_t nr)
+{
+	double *u = malloc((size_t)(nr * H + 1) * sizeof(double));
+	for (int64_t j = 0; u && j < nr; j++)
+		for (int64_t c = 0; c < H; c++)
+			u[j * H + c] = (double)moe_bf16_to_f32(x[rows[j] * H + c]);
+	return u;
+}
+
+/* Routing of every listed row: ids in range and distinct; pads and synthetic routes exactly as the
+ * specification draws them; router routes within the bounds of the rank's fp32 arithmetic. */
+static int check_routing(const struct moe_oracle *o, uint32_t layer, const moe_bf16 *x, const int32_t *idx,
+			 const float *w, const int64_t *rows, int64_t nr, struct moe_verdict *v)
+{
+	const struct moe_params *p = &o->p;
+	int64_t K = p->topk, E = p->experts, H = p->hidden;
+	int router = p->routing.kind == MOE_ROUTE_ROUTER;
+	double *u = router ? widen_rows(x, H, rows, nr) : NULL;
+	double *z = router ? malloc((size_t)(nr * E + 1) * sizeof(double)) : NULL;
+	double *dz = router ? malloc((size_t)(nr * E + 1) * sizeof(double)) : NULL;
+	if (router && (!u || !z || !dz || orc_logits(p, layer, nr, u, z, dz) != MOE_OK)) {
+		free(u), free(z), free(dz);
+		return MOE_ERR_NOMEM;
+	}
+	char why[256];
+	for (int64_t j = 0; j < nr; j++) {
+		int64_t i = rows[j];
+		const int32_t *ri = idx + i * K;
+		const float *rw = w + i * K;
+		int64_t k = 0;
+		while (k < K && ri[k] >= 0 && ri[k] < E)
+			k++;
+		if (k < K) {
+			fail(v, o, i, -1, "routing: slot %lld names expert %d, outside [0, %lld)", (long long)k, ri[k],
+			     (long long)E);
+			continue;
+		}
+		if (i >= o->nreal && p->pad != MOE_PAD_ZERO_TOKEN) {
+			for (k = 0; k < K && ri[k] == 0 && rw[k] == 0.0f; k++)
+				;
+			if (k < K)
+				fail(v, o, i, -1, "pad row: slot %lld is expert %d weight %.9g, expected expert 0 weight 0",
+				     (long long)k, ri[k], (double)rw[k]);
+			continue;
+		}
+		if (!router) {
+			int32_t si[64];
+			float sw[64];
+			orc_synth(p, layer, (uint64_t)route_id(o, i), o->trace, si, sw);
+			for (k = 0; k < K && si[k] == ri[k] && sw[k] == rw[k]; k++)
+				;
+			if (k < K)
+				fail(v, o, i, -1, "routing: slot %lld is expert %d weight %.9g, expected expert %d weight %.9g",
+				     (long long)k, ri[k], (double)rw[k], si[k], (double)sw[k]);
+			continue;
+		}
+		int dup = 0;
+		for (k = 1; k < K && !dup; k++)
+			for (int64_t q = 0; q < k; q++)
+				dup |= ri[q] == ri[k];
+		if (dup) {
+			fail(v, o, i, -1, "routing: an expert is chosen twice (slot %lld)", (long long)(k - 1));
+			continue;
+		}
+		/* a zero row has logits exactly 0 in any arithmetic: its scores are known bit for bit */
+		int exact = 1;
+		for (int64_t c = 0; c < H && exact; c++)
+			exact = u[j * H + c] == 0;
+		if (orc_check_router(p, layer, z + j * E, dz + j * E, exact, ri, rw, NULL, NULL, why, sizeof(why)))
+			fail(v, o, i, -1, "%s", why);
+	}
+	free(u), free(z), free(dz);
+	return MOE_OK;
+}
+
+/* Exact modes: f_e(u) = (e+1)u or u, rounded to bf16; the combine's fp32 fma in slot order (DESIGN §2). */
 static float exact_expert(const struct moe_params *p, int64_t e, float u)
 {
 	float f = p->expert == MOE_EXPERT_SCALE ? (float)(e + 1) : 1.0f;
 	return moe_bf16_to_f32(moe_f32_to_bf16(f * u));
 }
 
-/* acc after slot k in the data path's fp32 arithmetic */
 static float exact_term(const struct moe_params *p, int32_t e, float wk, float xv, float acc)
 {
 	if (p->score_before_experts)
@@ -204,219 +214,173 @@ static float exact_term(const struct moe_params *p, int32_t e, float wk, float x
 	return fmaf(wk, exact_expert(p, e, xv), acc);
 }
 
-static void exact_row(const struct moe_params *p, int nranks, const moe_bf16 *x, const int32_t *idx, const float *w,
-		      moe_bf16 *out)
+static moe_bf16 exact_col(const struct moe_params *p, const int32_t *idx, const float *w, float xv)
 {
-	int64_t per = p->experts / (nranks > 0 ? nranks : 1);
-	for (int64_t c = 0; c < p->hidden; c++) {
-		float xv = moe_bf16_to_f32(x[c]);
-		float base = p->shared_experts ? exact_expert(p, p->experts, xv) : 0.0f;
-		if (p->strategy == MOE_STRAT_AGRS) {
-			/* each rank sums its own slots in slot order from 0; the ranks' partials are then added in
-			 * rank order, starting from rank 0's; the shared term is added last */
-			float s = 0.0f;
-			for (int r = 0; r < nranks; r++) {
-				float acc = 0.0f;
-				for (int64_t k = 0; k < p->topk; k++)
-					if (idx[k] / per == r)
-						acc = exact_term(p, idx[k], w[k], xv, acc);
-				s = r == 0 ? acc : s + acc;
-			}
-			out[c] = moe_f32_to_bf16(p->shared_experts ? base + s : s);
-			continue;
-		}
+	float base = p->shared_experts ? exact_expert(p, p->experts, xv) : 0.0f;
+	if (p->strategy != MOE_STRAT_AGRS) {
 		float acc = base;
 		for (int64_t k = 0; k < p->topk; k++)
 			acc = exact_term(p, idx[k], w[k], xv, acc);
-		out[c] = moe_f32_to_bf16(acc);
+		return moe_f32_to_bf16(acc);
 	}
+	/* agrs: each rank sums its own slots in slot order from 0, the partials are added in rank order from
+	 * rank 0's, the shared term last (DESIGN §3) */
+	int64_t nr = p->dp * p->tp, per = p->experts / (nr > 0 ? nr : 1);
+	float s = 0.0f;
+	for (int64_t r = 0; r < nr; r++) {
+		float acc = 0.0f;
+		for (int64_t k = 0; k < p->topk; k++)
+			if (idx[k] / per == r)
+				acc = exact_term(p, idx[k], w[k], xv, acc);
+		s = r == 0 ? acc : s + acc;
+	}
+	return moe_f32_to_bf16(p->shared_experts ? base + s : s);
 }
 
-/* y[m x H] += scale_r * swiglu_e(u_r) in float64 for m rows u (m x H). */
-static void swiglu_rows(const struct moe_params *p, uint32_t layer, int shared, int64_t e, int64_t m, const double *u,
-			const double *rowscale, double *y)
+static void check_exact(const struct moe_oracle *o, const moe_bf16 *x, const int32_t *idx, const float *w,
+			const moe_bf16 *y, const int64_t *rows, int64_t nr, struct moe_verdict *v)
 {
-	int64_t H = p->hidden, F = shared ? p->ffn * p->shared_experts : p->ffn;
-	enum moe_tensor t1 = shared ? MOE_T_SW1 : MOE_T_W1, t3 = shared ? MOE_T_SW3 : MOE_T_W3,
-			t2 = shared ? MOE_T_SW2 : MOE_T_W2;
-	double *w1 = malloc((size_t)(F * H) * sizeof(double)), *w3 = malloc((size_t)(F * H) * sizeof(double));
-	double *w2 = malloc((size_t)(H * F) * sizeof(double));
-	double *a = malloc((size_t)(m * F) * sizeof(double)), *b = malloc((size_t)(m * F) * sizeof(double));
-	uint64_t r1 = shared ? 0 : (uint64_t)(e * F), r2 = shared ? 0 : (uint64_t)(e * H);
-	for (int64_t f = 0; f < F; f++)
-		for (int64_t h = 0; h < H; h++) {
-			w1[f * H + h] = gen(p, t1, layer, r1 + (uint64_t)f, (uint64_t)h);
-			w3[f * H + h] = gen(p, t3, layer, r1 + (uint64_t)f, (uint64_t)h);
-		}
-	for (int64_t h = 0; h < H; h++)
-		for (int64_t f = 0; f < F; f++)
-			w2[h * F + f] = gen(p, t2, layer, r2 + (uint64_t)h, (uint64_t)f);
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)F, (int)H, 1.0, u, (int)H, w1, (int)H, 0.0, a, (int)F);
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)F, (int)H, 1.0, u, (int)H, w3, (int)H, 0.0, b, (int)F);
-	for (int64_t r = 0; r < m; r++)
-		for (int64_t f = 0; f < F; f++) {
-			double g = a[r * F + f];
-			a[r * F + f] = g / (1.0 + exp(-g)) * b[r * F + f] * (rowscale ? rowscale[r] : 1.0);
-		}
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)H, (int)F, 1.0, a, (int)F, w2, (int)F, 1.0, y, (int)H);
-	free(w1);
-	free(w3);
-	free(w2);
-	free(a);
-	free(b);
-}
-
-int moe_oracle_check(const struct moe_params *p, uint32_t layer, int64_t n, const moe_bf16 *x, const int64_t *gid,
-		     const int32_t *idx, const float *w, const moe_bf16 *y, const int64_t *check, int64_t ncheck,
-		     const struct moe_trace *trace, int nranks, struct moe_verdict *v)
-{
-	int64_t H = p->hidden, K = p->topk, E = p->experts;
-	memset(v, 0, sizeof(*v));
-	v->token = v->col = v->gid = -1;
-	if (!check)
-		ncheck = n;
-	char why[256];
-	/* routing first: an output built on wrong routing is reported as a routing error */
-	for (int64_t j = 0; j < ncheck; j++) {
-		int64_t i = check ? check[j] : j;
-		if (check_routing(p, layer, x + i * H, gid[i], idx + i * K, w + i * K, trace, why, sizeof(why))) {
-			v->mismatched++;
-			if (!v->bad) {
-				v->bad = 1;
-				v->token = i;
-				v->gid = gid[i];
-				v->col = -1;
-				snprintf(v->what, sizeof(v->what), "%s", why);
+	const struct moe_params *p = &o->p;
+	int64_t H = p->hidden, K = p->topk;
+	for (int64_t j = 0; j < nr; j++) {
+		int64_t i = rows[j], first = -1;
+		moe_bf16 want = 0;
+		for (int64_t c = 0; c < H; c++) {
+			moe_bf16 ref = exact_col(p, idx + i * K, w + i * K, moe_bf16_to_f32(x[i * H + c]));
+			if (y[i * H + c] == ref)
+				continue;
+			double d = fabs((double)moe_bf16_to_f32(y[i * H + c]) - (double)moe_bf16_to_f32(ref));
+			v->max_err = d != d ? INFINITY : d > v->max_err ? d : v->max_err;
+			if (first < 0) {
+				first = c;
+				want = ref;
 			}
 		}
+		if (first >= 0)
+			fail(v, o, i, first, "output: %.9g, expected exactly %.9g", (double)moe_bf16_to_f32(y[i * H + first]),
+			     (double)moe_bf16_to_f32(want));
 	}
-	v->checked = ncheck;
-	/* pad rows are inert: whatever the mode, a pad's output is zero */
-	for (int64_t j = 0; j < ncheck && !v->bad; j++) {
-		int64_t i = check ? check[j] : j;
-		if (gid[i] >= 0)
-			continue;
-		for (int64_t c = 0; c < H; c++)
-			if (moe_bf16_to_f32(y[i * H + c]) != 0.0f) {
-				v->bad = 1;
-				v->mismatched++;
-				v->token = i;
-				v->gid = gid[i];
-				v->col = c;
-				snprintf(v->what, sizeof(v->what), "pad row not inert: output %.6g, expected 0",
-					 (double)moe_bf16_to_f32(y[i * H + c]));
+}
+
+/* swiglu: float64 reference expert by expert; each element within its own bound (docs/VERIFICATION.md §3). */
+static int check_swiglu(const struct moe_oracle *o, uint32_t layer, const moe_bf16 *x, const int32_t *idx,
+			const float *w, const moe_bf16 *y, const int64_t *rows, int64_t nr, struct moe_verdict *v)
+{
+	const struct moe_params *p = &o->p;
+	int64_t H = p->hidden, K = p->topk;
+	double *u = widen_rows(x, H, rows, nr), *yref = malloc((size_t)(nr * H + 1) * sizeof(double));
+	double *yb = malloc((size_t)(nr * H + 1) * sizeof(double));
+	int32_t *ri = malloc((size_t)(nr * K + 1) * sizeof(int32_t));
+	float *rw = malloc((size_t)(nr * K + 1) * sizeof(float));
+	int rc = u && yref && yb && ri && rw ? MOE_OK : MOE_ERR_NOMEM;
+	for (int64_t j = 0; rc == MOE_OK && j < nr; j++) {
+		memcpy(ri + j * K, idx + rows[j] * K, (size_t)K * sizeof(int32_t));
+		memcpy(rw + j * K, w + rows[j] * K, (size_t)K * sizeof(float));
+	}
+	if (rc == MOE_OK)
+		rc = orc_experts(p, layer, nr, u, ri, rw, yref, yb);
+	double mult = p->tolerance > 0 ? p->tolerance : 1.0;
+	for (int64_t j = 0; rc == MOE_OK && j < nr; j++) {
+		int64_t i = rows[j];
+		for (int64_t c = 0; c < H; c++) {
+			double ref = yref[j * H + c], got = (double)moe_bf16_to_f32(y[i * H + c]);
+			/* the sum's own bound, then one rounding to bf16; 2^-126: where a kernel may flush to zero */
+			double b = mult * (yb[j * H + c] + ORC_UBF * (fabs(ref) + yb[j * H + c])) + 0x1p-126;
+			double r = fabs(got - ref) / b;
+			if (r != r)
+				r = INFINITY;
+			v->max_err = r > v->max_err ? r : v->max_err;
+			if (r > 1) {
+				fail(v, o, i, c, "output: %.9g, float64 reference %.9g, error %.3g over its bound %.3g", got, ref,
+				     fabs(got - ref), b);
 				break;
 			}
-	}
-	if (v->bad)
-		return MOE_OK;
-	if (p->expert != MOE_EXPERT_SWIGLU) {
-		moe_bf16 *ref = malloc((size_t)H * sizeof(moe_bf16));
-		for (int64_t j = 0; j < ncheck; j++) {
-			int64_t i = check ? check[j] : j;
-			exact_row(p, nranks, x + i * H, idx + i * K, w + i * K, ref);
-			int first = -1;
-			for (int64_t c = 0; c < H; c++) {
-				uint16_t a = y[i * H + c], b = ref[c];
-				if (a != b) {
-					double d = fabs((double)moe_bf16_to_f32(a) - (double)moe_bf16_to_f32(b));
-					if (d != d)
-						d = INFINITY;
-					if (d > v->max_err)
-						v->max_err = d;
-					if (first < 0)
-						first = (int)c;
-				}
-			}
-			if (first >= 0) {
-				v->mismatched++;
-				if (!v->bad) {
-					v->bad = 1;
-					v->token = i;
-					v->gid = gid[i];
-					v->col = first;
-					snprintf(v->what, sizeof(v->what), "output: %.9g, expected exactly %.9g",
-						 (double)moe_bf16_to_f32(y[i * H + first]), (double)moe_bf16_to_f32(ref[first]));
-				}
-			}
 		}
-		free(ref);
+	}
+	free(u), free(yref), free(yb), free(ri), free(rw);
+	return rc;
+}
+
+int moe_oracle_check(struct moe_oracle *o, uint32_t layer, int64_t n, const moe_bf16 *x, const int32_t *idx,
+		     const float *w, const moe_bf16 *y, const int64_t *check, int64_t ncheck, struct moe_verdict *v)
+{
+	const struct moe_params *p = &o->p;
+	int64_t H = p->hidden;
+	memset(v, 0, sizeof(*v));
+	v->token = v->col = v->gid = -1;
+	if (layer != o->next)
+		return MOE_ERR_USAGE; /* the inputs of layer l are rebuilt from layer l - 1's verified outputs */
+	if (n != o->n) {
+		fail(v, o, -1, -1, "rows: the rank reports %lld rows, its slice of the layout has %lld", (long long)n,
+		     (long long)o->n);
 		return MOE_OK;
 	}
-	/* swiglu: float64 reference built expert by expert (each expert's weights generated once) */
-	double *yref = calloc((size_t)(ncheck * H + 1), sizeof(double));
-	double *u = malloc((size_t)(ncheck * H + 1) * sizeof(double));
-	/* one expert can take up to K slots of a row (pad rows, traces with repeats) */
-	double *us = malloc((size_t)(ncheck * K * H + 1) * sizeof(double));
-	double *ys = malloc((size_t)(ncheck * K * H + 1) * sizeof(double));
-	double *sc = malloc((size_t)(ncheck * K + 1) * sizeof(double));
-	int64_t *who = malloc((size_t)(ncheck * K + 1) * sizeof(int64_t));
-	if (!yref || !u || !us || !ys || !sc || !who) {
-		free(yref); free(u); free(us); free(ys); free(sc); free(who);
+	int64_t *rows = calloc((size_t)(n + 1), sizeof(int64_t)), nr = check ? ncheck : n;
+	if (!rows)
 		return MOE_ERR_NOMEM;
-	}
-	for (int64_t j = 0; j < ncheck; j++) {
-		int64_t i = check ? check[j] : j;
-		for (int64_t c = 0; c < H; c++)
-			u[j * H + c] = (double)moe_bf16_to_f32(x[i * H + c]);
-	}
-	if (p->shared_experts)
-		swiglu_rows(p, layer, 1, 0, ncheck, u, NULL, yref);
-	for (int64_t e = 0; e < E; e++) {
-		int64_t m = 0;
-		for (int64_t j = 0; j < ncheck; j++) {
-			int64_t i = check ? check[j] : j;
-			for (int64_t k = 0; k < K; k++) {
-				if (idx[i * K + k] != e)
-					continue;
-				double wk = (double)w[i * K + k];
-				for (int64_t c = 0; c < H; c++)
-					us[m * H + c] = p->score_before_experts ? wk * u[j * H + c] : u[j * H + c];
-				sc[m] = p->score_before_experts ? 1.0 : wk;
-				who[m++] = j;
+	for (int64_t j = 0; j < nr; j++)
+		rows[j] = check ? check[j] : j;
+	v->checked = nr;
+	int rc = MOE_OK;
+	check_inputs(o, layer, x, rows, nr, v);
+	if (!v->bad)
+		rc = check_routing(o, layer, x, idx, w, rows, nr, v);
+	/* pad rows are zero tokens: whatever the mode, their output is zero */
+	for (int64_t j = 0; rc == MOE_OK && !v->bad && j < nr; j++)
+		for (int64_t c = 0; rows[j] >= o->nreal && c < H; c++)
+			if (moe_bf16_to_f32(y[rows[j] * H + c]) != 0.0f) {
+				fail(v, o, rows[j], c, "pad row not inert: output %.6g, expected 0",
+				     (double)moe_bf16_to_f32(y[rows[j] * H + c]));
+				break;
 			}
-		}
-		if (!m)
-			continue;
-		memset(ys, 0, (size_t)(m * H) * sizeof(double));
-		swiglu_rows(p, layer, 0, e, m, us, sc, ys);
-		for (int64_t r = 0; r < m; r++)
-			for (int64_t c = 0; c < H; c++)
-				yref[who[r] * H + c] += ys[r * H + c];
+	if (rc == MOE_OK && !v->bad) {
+		if (p->expert != MOE_EXPERT_SWIGLU)
+			check_exact(o, x, idx, w, y, rows, nr, v);
+		else
+			rc = check_swiglu(o, layer, x, idx, w, y, rows, nr, v);
 	}
-	for (int64_t j = 0; j < ncheck; j++) {
-		int64_t i = check ? check[j] : j;
-		double num = 0, den = 0, worst = -1;
-		int64_t wc = 0;
-		for (int64_t c = 0; c < H; c++) {
-			double d = (double)moe_bf16_to_f32(y[i * H + c]) - yref[j * H + c];
-			if (d != d)
-				d = INFINITY;
-			num += d * d;
-			den += yref[j * H + c] * yref[j * H + c];
-			if (fabs(d) > worst) {
-				worst = fabs(d);
-				wc = c;
+	if (rc == MOE_OK && !v->bad) {
+		/* the next layer's input: x + y, rounded once (DESIGN §2), for the rows checked here */
+		for (int64_t j = 0; j < nr; j++)
+			for (int64_t c = 0; rows[j] < o->nreal && c < H; c++) {
+				size_t at = (size_t)(rows[j] * H + c);
+				o->xin[at] = moe_f32_to_bf16(moe_bf16_to_f32(o->xin[at]) + moe_bf16_to_f32(y[at]));
 			}
-		}
-		double rel = sqrt(num) / (sqrt(den) + 1e-30);
-		if (rel != rel)
-			rel = INFINITY;
-		if (rel > v->max_err)
-			v->max_err = rel;
-		if (rel > p->tolerance) {
-			v->mismatched++;
-			if (!v->bad) {
-				v->bad = 1;
-				v->token = i;
-				v->gid = gid[i];
-				v->col = wc;
-				snprintf(v->what, sizeof(v->what),
-					 "output: relative error %.3g > tolerance %.3g; column %lld is %.6g, float64 reference %.6g",
-					 rel, p->tolerance, (long long)wc, (double)moe_bf16_to_f32(y[i * H + wc]), yref[j * H + wc]);
-			}
-		}
+		o->next = layer + 1;
 	}
-	free(yref); free(u); free(us); free(ys); free(sc); free(who);
-	return MOE_OK;
+	free(rows);
+	return rc;
+}
+
+int moe_oracle_reference(const struct moe_params *p, uint32_t layer, int64_t n, const moe_bf16 *x,
+			 const int32_t *idx, const float *w, double *wref, double *wbound, double *yref, double *ybound)
+{
+	int64_t H = p->hidden, E = p->experts, K = p->topk;
+	double *u = malloc((size_t)(n * H + 1) * sizeof(double)), *z = malloc((size_t)(n * E + 1) * sizeof(double));
+	double *dz = malloc((size_t)(n * E + 1) * sizeof(double));
+	int rc = u && z && dz ? MOE_OK : MOE_ERR_NOMEM;
+	for (int64_t i = 0; rc == MOE_OK && i < n * H; i++)
+		u[i] = (double)moe_bf16_to_f32(x[i]);
+	if (rc == MOE_OK && wref)
+		rc = orc_logits(p, layer, n, u, z, dz);
+	char why[256];
+	for (int64_t i = 0; rc == MOE_OK && wref && i < n; i++) {
+		int exact = 1;
+		for (int64_t c = 0; c < H && exact; c++)
+			exact = u[i * H + c] == 0;
+		/* a routing the check refuses still gets its reference and bounds */
+		orc_check_router(p, layer, z + i * E, dz + i * E, exact, idx + i * K, w + i * K, wref + i * K,
+				 wbound ? wbound + i * K : NULL, why, sizeof(why));
+	}
+	if (rc == MOE_OK && yref) {
+		double *yb = ybound ? ybound : malloc((size_t)(n * H + 1) * sizeof(double));
+		rc = yb ? orc_experts(p, layer, n, u, idx, w, yref, yb) : MOE_ERR_NOMEM;
+		double mult = p->tolerance > 0 ? p->tolerance : 1.0;
+		for (int64_t i = 0; rc == MOE_OK && ybound && i < n * H; i++)
+			ybound[i] = mult * (yb[i] + ORC_UBF * (fabs(yref[i]) + yb[i])) + 0x1p-126;
+		if (yb != ybound)
+			free(yb);
+	}
+	free(u), free(z), free(dz);
+	return rc;
 }

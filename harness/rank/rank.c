@@ -375,7 +375,10 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 	moe_bf16 *yfull = malloc((size_t)(r->T * H + 1) * 2);
 	int32_t *idx = malloc((size_t)(n * K + 1) * 4);
 	float *w = malloc((size_t)(n * K + 1) * 4);
-	int64_t *gid = r->gid, *rows = NULL, nrows = n;
+	int64_t *rows = NULL, nrows = n;
+	/* the oracle derives the slice from the layout itself and carries each token's input across layers */
+	struct moe_oracle *orc = moe_oracle_open(p, ctx->tokens, ctx->rank,
+						 p->routing.kind == MOE_ROUTE_TRACE ? &r->trace : NULL);
 	if (p->check.kind == MOE_CHECK_SAMPLE && p->check.sample < n) {
 		/* a seeded choice of distinct rows, the same on every run */
 		nrows = p->check.sample;
@@ -399,15 +402,14 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 			y[r->corrupt_token * H + r->corrupt_col] ^= 0x0100;
 		}
 		struct moe_verdict v;
-		int rc = moe_oracle_check(p, (uint32_t)l, n, x, gid, idx, w, y, rows, nrows,
-					  p->routing.kind == MOE_ROUTE_TRACE ? &r->trace : NULL, ctx->nranks, &v);
+		int rc = orc ? moe_oracle_check(orc, (uint32_t)l, n, x, idx, w, y, rows, nrows, &v) : MOE_ERR_NOMEM;
 		/* the merged output must carry this rank's real rows unchanged */
 		for (int64_t i = 0; rc == MOE_OK && !v.bad && i < r->sl.nreal; i++)
 			for (int64_t c = 0; c < H; c++)
 				if (yfull[(r->sl.s0 + i) * H + c] != y[i * H + c]) {
 					v.bad = 1;
 					v.token = i;
-					v.gid = gid[i];
+					v.gid = moe_oracle_gid(orc, i);
 					v.col = c;
 					v.mismatched = 1;
 					snprintf(v.what, sizeof(v.what), "tp_merge: row %lld of the merged output differs from the slice",
@@ -446,6 +448,7 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 	free(idx);
 	free(w);
 	free(rows);
+	moe_oracle_close(orc);
 	return jv;
 }
 

@@ -267,7 +267,7 @@ const struct moe_opt moe_opts[] = {
 	I(iters, "20", 1, 1000000, "timed iterations"),
 	I(warmup, "3", 0, 1000000, "discarded warm-up iterations"),
 	S(check, "full", parse_check, render_check, "verification: full, sample:N (tokens per rank) or off"),
-	D(tolerance, "0.02", 0, 1, "swiglu: per-token relative error bound"),
+	D(tolerance, "1", 0, 1000000, "multiplier on the oracle's derived error bounds (docs/VERIFICATION.md)"),
 	D(timeout, "120", 0.1, 86400, "seconds a case may take before its ranks are killed"),
 	E(transport, "auto", w_transport, "shm (host), ipc (CUDA IPC), nccl, or auto"),
 	E(backend, "auto", w_backend, "host, cuda, or auto (cuda when a GPU is present)"),
