@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +39,93 @@ int moe_write_atomic(const char *path, const char *text, size_t len)
 		return -1;
 	}
 	return rename(tmp, path);
+}
+
+/* keys that change how long or how carefully a case runs, not what it runs */
+static const char *const digest_skip[] = {"iters", "warmup", "check", "tolerance", "timeout"};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int moe_case_digest(json_t *cas, char out[17])
+{
+	json_t *params = json_object_get(cas, "params");
+	if (!json_is_object(params))
+		return -1;
+	size_t n = 0, k = 0;
+	const char **keys = moe_xcalloc(json_object_size(params) + 1, sizeof(char *));
+	const char *key;
+	json_t *v;
+	json_object_foreach(params, key, v) keys[n++] = key;
+	qsort(keys, n, sizeof(char *), cmp_str);
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++) {
+		int skip = 0;
+		for (k = 0; k < MOE_ARRAY_SIZE(digest_skip); k++)
+			skip |= !strcmp(keys[i], digest_skip[k]);
+		if (skip)
+			continue;
+		const char *val = json_string_value(json_object_get(params, keys[i]));
+		char num[64];
+		if (!val) { /* a hand-written run.json may hold numbers: they hash as their text */
+			snprintf(num, sizeof(num), "%.17g", json_number_value(json_object_get(params, keys[i])));
+			val = num;
+		}
+		/* key=value\n, so that no two different parameter sets give the same byte stream */
+		for (int part = 0; part < 3; part++) {
+			const unsigned char *p = (const unsigned char *)(part == 0 ? keys[i] : part == 1 ? "=" : val);
+			for (; *p; p++)
+				h = (h ^ *p) * 0x100000001b3ull;
+		}
+		h = (h ^ '\n') * 0x100000001b3ull;
+	}
+	free(keys);
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	if (n < 2)
+		return n;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	unsigned cp = s[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++)
+		cp = cp << 6 | (s[i] & 0x3f);
+	static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+json_t *moe_json_text(const char *s)
+{
+	json_t *j = json_string(s ? s : "");
+	if (j)
+		return j;
+	size_t len = strlen(s), k = 0;
+	char *buf = moe_xmalloc(len * 4 + 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
+		if (n) {
+			memcpy(buf + k, p, n);
+			k += n;
+			p += n;
+		} else {
+			k += (size_t)snprintf(buf + k, 5, "\\x%02X", *p);
+			p++;
+		}
+	}
+	buf[k] = 0;
+	j = json_string(buf);
+	free(buf);
+	return j ? j : json_string("");
 }
 
 static double ph(json_t *c, const char *phase, const char *stat)
@@ -105,6 +193,14 @@ static const char *const tsv_phases[] = {"route", "dispatch", "expert", "combine
 int moe_results_write(const char *dir, json_t *run)
 {
 	char path[4096];
+	size_t ci;
+	json_t *cd;
+	json_array_foreach(json_object_get(run, "cases"), ci, cd)
+	{
+		char dg[17];
+		if (!json_object_get(cd, "digest") && !moe_case_digest(cd, dg))
+			json_object_set_new(cd, "digest", json_string(dg));
+	}
 	char *js = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	snprintf(path, sizeof(path), "%s/run.json", dir);
 	if (!js || moe_write_atomic(path, js, strlen(js))) {
