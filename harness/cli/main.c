@@ -84,7 +84,7 @@ static void usage(FILE *f)
 		"  --format F          text (default) or json (run.json also on stdout)\n"
 		"  --dump DIR          write each case's inputs, routing, outputs and weights as .npy files\n"
 		"                      (DIR/CASE/rankR_layerL_{x,y,idx,w,wg,expertE_w1,...}.npy; bf16 as float32)\n"
-		"  -q, --quiet         no table on stdout\n"
+		"  -q, --quiet         no table on stdout (a failed or errored case still gets its line on stderr)\n"
 		"  -v, --verbose       more messages on stderr (repeatable)\n"
 		"test aids (documented so that tests can plant faults; not for measurements):\n"
 		"  --inject-fault RANK:PHASE:KIND   make RANK crash, hang, exit or run out of memory when it enters PHASE\n"
@@ -707,7 +707,9 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 		if (out) {
 			moe_results_row(out, cj);
 			fflush(out);
-		}
+		} else if (o->quiet && strcmp(json_string_value(json_object_get(cj, "verdict")), "ok") &&
+			   strcmp(json_string_value(json_object_get(cj, "verdict")), "skipped"))
+			moe_results_row(stderr, cj); /* -q hides the table, never a failed or errored case */
 		any_rank |= r == MOE_EXIT_RANK;
 		any_mismatch |= r == MOE_EXIT_FAIL;
 		any_usage |= r == MOE_EXIT_USAGE;
