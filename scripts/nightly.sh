@@ -49,7 +49,7 @@ none) reasons+=("first run in $DB: it is the baseline, nothing compared") ;;
   # compare names each problem and each regression on a line of its own
   regressions=$(grep -c '(regression)$' "$RUN/compare.err")
   problems=$(grep -vc '(regression)$' "$RUN/compare.err")
-  [ "$problems" -gt 0 ] && reasons+=("$problems case(s) not compared (see below)")
+  [ "$problems" -gt 0 ] && reasons+=("not everything compared: $problems problem(s) (see below)")
   [ "$regressions" -gt 0 ] && reasons+=("$regressions regression(s)")
   rec=(--compare "$RUN/compare.json")
   ;;
