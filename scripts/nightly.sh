@@ -63,8 +63,8 @@ none) reasons+=("first run in $DB: it is the baseline, nothing compared") ;;
   fi
   ;;
 esac
-"$M" history record "$RUN" "${rec[@]}" --db "$DB" || exit 1
-"$M" history trend --db "$DB" --out "$RUN/trend.tsv" || exit 1
+"$M" history record "$RUN" "${rec[@]}" --db "$DB" || exit $?
+"$M" history trend --db "$DB" --out "$RUN/trend.tsv" || exit $?
 "$M" plot "$RUN" --out "$RUN/plots" >/dev/null && "$M" plot --trend "$RUN/trend.tsv" --out "$RUN/plots" >/dev/null ||
   echo "nightly: plotting failed (is gnuplot installed?)" >&2
 code=4

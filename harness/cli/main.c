@@ -57,9 +57,11 @@ static void usage(FILE *f)
 		"  list [SCENARIO...]  print the expanded cases, one a line\n"
 		"  topo [--ranks N]    print the machine topology and the placement plan for N ranks\n"
 		"                      (default: one per GPU, or one per core without GPUs; --bind, --topo-xml)\n"
-		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression\n"
+		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression,\n"
+		"                      4 when not every case was compared\n"
 		"                      (moebench compare --help)\n"
-		"  history record|list|trend   the SQLite history of runs (moebench history --help)\n"
+		"  history record|list|trend|accept|pin|unpin|baseline   the SQLite history of runs and the baseline\n"
+		"                      (moebench history --help)\n"
 		"  report BASE NEW     a Markdown page for a review: environment, comparison, plots\n"
 		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
 		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
@@ -95,8 +97,9 @@ static void usage(FILE *f)
 		"                                   to check that compare flags a slowdown)\n"
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
-		"exit codes: 0 ok, 1 mismatch, 2 usage or scenario error, 3 a rank crashed, hung or timed out,\n"
-		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv.\n");
+		"exit codes: 0 ok, 1 mismatch (compare: a regression), 2 usage or scenario error, 3 a rank crashed, hung or\n"
+		"timed out, 4 compare: not every case compared, 77 nothing runnable here.\n"
+		"Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv.\n");
 }
 
 enum {

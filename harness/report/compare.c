@@ -239,73 +239,11 @@ int moe_phase_known(const char *ph)
 	return 0;
 }
 
-void moe_oneline(char *dst, size_t len, const char *src)
-{
-	size_t k = 0;
-	for (const unsigned char *p = (const unsigned char *)(src ? src : "(none)"); *p && k + 5 < len; p++)
-		k += *p < 0x20 || *p == 0x7f ? (size_t)snprintf(dst + k, len - k, "\\x%02X", *p)
-					     : (size_t)snprintf(dst + k, len - k, "%c", *p);
-	dst[k] = 0;
-}
-
 static int cmp_case_name(const void *x, const void *y)
 {
 	const char *a = json_string_value(json_object_get(*(json_t *const *)x, "name"));
 	const char *b = json_string_value(json_object_get(*(json_t *const *)y, "name"));
 	return strcmp(a, b);
-}
-
-int moe_run_validate(json_t *run, const char *what, char *err, size_t errlen)
-{
-	const char *schema = json_string_value(json_object_get(run, "schema"));
-	json_t *cases = json_object_get(run, "cases");
-	if (!json_is_object(run) || !schema) {
-		snprintf(err, errlen, "%.700s: not a moebench run.json (no \"schema\"; expected %s)", what, MOE_SCHEMA);
-		return -1;
-	}
-	if (strcmp(schema, MOE_SCHEMA)) {
-		char sc[200];
-		moe_oneline(sc, sizeof(sc), schema);
-		snprintf(err, errlen, "%.700s: schema %s, this moebench reads %s", what, sc, MOE_SCHEMA);
-		return -1;
-	}
-	if (!json_is_array(cases)) {
-		snprintf(err, errlen, "%.700s: \"cases\" is not an array", what);
-		return -1;
-	}
-	size_t i, n = json_array_size(cases);
-	json_t *c;
-	json_array_foreach(cases, i, c)
-	{
-		const char *miss = !json_is_object(c)					  ? "is not an object"
-				   : !json_is_string(json_object_get(c, "name"))	  ? "has no \"name\""
-				   : !json_is_string(json_object_get(c, "verdict"))	  ? "has no \"verdict\""
-				   : !json_is_object(json_object_get(c, "params"))	  ? "has no \"params\""
-				   : json_object_get(c, "digest") &&
-						   !json_is_string(json_object_get(c, "digest")) ? "has a \"digest\" that is not a string"
-												     : NULL;
-		if (miss) {
-			snprintf(err, errlen, "%.700s: cases[%zu] %s", what, i, miss);
-			return -1;
-		}
-		char dg[17];
-		if (!json_object_get(c, "digest") && !moe_case_digest(c, dg)) /* written before digests existed */
-			json_object_set_new(c, "digest", json_string(dg));
-	}
-	/* a name twice would make every lookup by name ambiguous: refuse it, in O(n log n) */
-	json_t **v = moe_xcalloc(n + 1, sizeof(json_t *));
-	json_array_foreach(cases, i, c) v[i] = c;
-	qsort(v, n, sizeof(json_t *), cmp_case_name);
-	int rc = 0;
-	for (i = 1; i < n && !rc; i++)
-		if (!cmp_case_name(&v[i - 1], &v[i])) {
-			char nm[300];
-			moe_oneline(nm, sizeof(nm), json_string_value(json_object_get(v[i], "name")));
-			snprintf(err, errlen, "%.700s: case %s appears twice", what, nm);
-			rc = -1;
-		}
-	free(v);
-	return rc;
 }
 
 /* The samples of a phase, or NULL with *n = 0 when there are none; *bad set when they are not all finite numbers. */

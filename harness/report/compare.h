@@ -34,15 +34,8 @@ void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb,
 const char *moe_verdict(double p, double change_pct, double lo, double hi, double band_pct,
 			const struct moe_compare_opts *o);
 
-/* Check a loaded run.json before any use: an object of schema MOE_SCHEMA whose cases are objects with a
- * string name, verdict and a params object, no name twice. Cases written before digests existed get one
- * from their params. Returns 0, or -1 with "WHAT: reason" in err. */
-int moe_run_validate(json_t *run, const char *what, char *err, size_t errlen);
 /* route, dispatch, expert, combine, tp_merge, fetch_wait, total */
 int moe_phase_known(const char *phase);
-/* src on one line: control bytes written as \xNN (names and reasons reach stderr one a line). */
-void moe_oneline(char *dst, size_t len, const char *src);
-
 /* Compare validated run.json documents. Cases are matched by digest and name; every case of either run
  * is compared or named in "problems" (failed/errored/skipped in a run, missing, parameters differ, no
  * samples), and nothing compared is a problem too. Returns {"rows", "problems", "env_diff",

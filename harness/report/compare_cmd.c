@@ -45,7 +45,9 @@ static void usage_compare(FILE *f)
 static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
 {
 	json_t *eb = json_object_get(base, "env"), *en = json_object_get(neww, "env");
-	fprintf(f, "# moebench comparison\n\n");
+	char sum[256];
+	moe_compare_summary(sum, sizeof(sum), rep);
+	fprintf(f, "# moebench comparison: %s\n\n", sum);
 	fprintf(f, "| | base | new |\n|---|---|---|\n");
 	static const char *const keys[] = {"run_id", "git_commit", "host",	    "cpu", "kernel", "gpu", "driver",
 					   "date",   "topology",   "placement_summary"};
@@ -75,8 +77,13 @@ static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
 			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")), bs,
 			!strcmp(v, "slower") ? "**" : "", v, !strcmp(v, "slower") ? "**" : "");
 	}
-	int n = (int)json_integer_value(json_object_get(rep, "regressions"));
-	fprintf(f, "\n%d regression%s.\n", n, n == 1 ? "" : "s");
+	if (json_array_size(json_object_get(rep, "problems"))) {
+		fprintf(f, "\n## Not compared\n\n");
+		json_array_foreach(json_object_get(rep, "problems"), i, r)
+		fprintf(f, "- %s: %s\n", json_string_value(json_object_get(r, "case")),
+			json_string_value(json_object_get(r, "reason")));
+	}
+	fprintf(f, "\n%s.\n", sum);
 }
 
 /* report: the comparison, the environment and the plots of NEW in one Markdown page. */
