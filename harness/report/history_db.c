@@ -337,17 +337,22 @@ json_t *moe_history_bands(const char *dbpath, json_t *run, int nruns)
 {
 	struct stat sb;
 	int rc;
-	char err[256];
+	char err[1024];
 	if (nruns < MOE_BAND_MIN_RUNS || stat(dbpath, &sb) != 0)
 		return NULL;
 	sqlite3 *db = moe_history_open(dbpath, 0, err, sizeof(err), &rc);
-	if (!db)
+	if (!db) {
+		moe_err("no noise band: %s", err);
 		return NULL;
+	}
 	json_t *fpj = moe_env_fingerprint(run);
 	char *fp = json_dumps(fpj, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(fpj);
 	json_t *bands = json_object();
-	if (!fp || window_stats(db, fp, nruns, bands, NULL, err, sizeof(err)) || !json_object_size(bands)) {
+	int failed = !fp || window_stats(db, fp, nruns, bands, NULL, err, sizeof(err));
+	if (failed && fp)
+		moe_err("no noise band: %s: %s", dbpath, err);
+	if (failed || !json_object_size(bands)) {
 		json_decref(bands);
 		bands = NULL;
 	}

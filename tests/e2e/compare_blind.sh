@@ -123,5 +123,9 @@ rc=$?
 ms=$(awk '{printf "%d", ($1 + $2) * 1000}' "$OUT/time.txt")
 echo "# 200k samples compared with itself in $ms ms of CPU"
 check "200k samples against themselves: exit 0 (got $rc)" test "$rc" -eq 0
-check "in under 2 s of CPU (took $ms ms)" test "$ms" -lt 2000
+# under the sanitizers everything is several times slower: there the bound only catches a quadratic compare
+# (the one this replaced did not finish in 60 s)
+limit=2000
+[ -n "${ASAN_OPTIONS:-}" ] && limit=20000
+check "in under $limit ms of CPU (took $ms ms)" test "$ms" -lt "$limit"
 finish
