@@ -327,10 +327,17 @@ static int env_differs(json_t *base, json_t *neww, const struct moe_compare_opts
 	return 1;
 }
 
-/* Whether a case can be compared at all: its verdict in both runs. */
+/* Whether a case can be compared at all: its verdict in one run; a failed, errored, skipped or unverified
+ * case is a problem. */
 static int usable(json_t *cas, const char *which, json_t *probs)
 {
 	const char *v = json_string_value(json_object_get(cas, "verdict"));
+	const char *check = json_string_value(json_object_get(json_object_get(cas, "params"), "check"));
+	if (!strcmp(v, "ok") && check && !strcmp(check, "off")) {
+		/* its timings are real, so it is compared; but "ok" there means "not verified" */
+		problem(probs, json_string_value(json_object_get(cas, "name")), "not verified in %s (check = off)", which);
+		return 1;
+	}
 	if (!strcmp(v, "ok"))
 		return 1;
 	const char *why = json_string_value(json_object_get(cas, "reason"));
