@@ -1,42 +1,99 @@
 #!/usr/bin/env bash
-# The nightly: run the suite, compare with the last good run in the history, record the run (with its
-# regression count), draw the plots, write the report. Exits 1 on a regression, 3 when a rank failed,
-# 2 on a usage or scenario error.
+# The nightly: run the suite, compare with the history's baseline (the typical one of the last good runs
+# of this environment, or the pinned run), record the run with its verdicts, draw the plots, write the
+# report, whose first line says what failed. Exit: 0 everything ran, passed and was compared, nothing
+# slower; 1 a regression and nothing else wrong; 4 incomplete: a case failed, errored or crashed, an
+# invariant failed, or not every case was compared (a first run included); 2 a usage or scenario error;
+# 130/143 interrupted.
 #   scripts/nightly.sh [SCENARIO...]          (default scenarios/smoke.ini)
 #   environment: MOEBENCH (binary, default build/moebench), OUT (results folder, default results),
 #                DB (history, default $OUT/history.db), COMPARE_OPTS (e.g. "--phases total,expert")
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 M=${MOEBENCH:-build/moebench}
 OUT=${OUT:-results}
 DB=${DB:-$OUT/history.db}
-"$M" run "$@" --out "$OUT" -q
+mkdir -p "$OUT" || exit 2
+runerr=$(mktemp) || exit 2
+trap 'rm -f "$runerr"' EXIT
+"$M" run "$@" --out "$OUT" -q 2>"$runerr"
 rc=$?
-[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || exit "$rc" # a crash or a bad scenario: nothing to compare
+cat "$runerr" >&2
+case $rc in
+0 | 1 | 3) ;;                                # cases ran: compare and record what there is
+*) echo "nightly: moebench run exited $rc; nothing compared or recorded" >&2; exit "$rc" ;;
+esac
 RUN="$OUT/$(readlink "$OUT/latest")"
-regressions=0
-if "$M" history list --db "$DB" 2>/dev/null | grep -q -v '^#'; then
-  # shellcheck disable=SC2086
-  "$M" compare history:last-good "$RUN" --db "$DB" --json "$RUN/compare.json" --markdown "$RUN/report.md" \
-    ${COMPARE_OPTS:-} | tee "$RUN/compare.txt"
-  crc=${PIPESTATUS[0]}
-  [ "$crc" -eq 1 ] && regressions=$(grep -c ' slower$' "$RUN/compare.txt")
-  [ "$crc" -gt 1 ] && echo "nightly: comparison failed (exit $crc); recording without a verdict" >&2
-else
-  echo "nightly: first run in $DB: it becomes the baseline" | tee "$RUN/compare.txt"
-  printf '# moebench nightly\n\nFirst run recorded: it is the baseline for the next ones.\n' >"$RUN/report.md"
+if [ ! -s "$RUN/run.json" ]; then
+  echo "nightly: no run.json in $RUN; nothing compared or recorded" >&2
+  exit 4
 fi
-# with the comparison's verdicts, so that the trend marks the cases that regressed
-rec=(--regressions "$regressions")
-[ -s "$RUN/compare.json" ] && [ "${crc:-2}" -le 1 ] && rec=(--compare "$RUN/compare.json")
-"$M" history record "$RUN" "${rec[@]}" --db "$DB" || exit 1
-"$M" history trend --db "$DB" --out "$RUN/trend.tsv"
+reasons=()
+[ "$rc" -eq 1 ] && reasons+=("a case or invariant failed verification (run exit 1)")
+[ "$rc" -eq 3 ] && reasons+=("a rank crashed, hung or timed out (run exit 3)")
+crc=
+if [ -e "$DB" ]; then
+  # shellcheck disable=SC2086
+  "$M" compare history:baseline "$RUN" --db "$DB" --json "$RUN/compare.json" --markdown "$RUN/compare.md" \
+    ${COMPARE_OPTS:-} >"$RUN/compare.txt" 2>"$RUN/compare.err"
+  crc=$?
+  cat "$RUN/compare.txt"
+  cat "$RUN/compare.err" >&2
+fi
+regressions=0
+rec=(--regressions 0)
+case ${crc:-none} in
+none) reasons+=("first run in $DB: it is the baseline, nothing compared") ;;
+0) ;;
+1 | 4)
+  # compare names each problem and each regression on a line of its own
+  regressions=$(grep -c '(regression)$' "$RUN/compare.err")
+  problems=$(grep -vc '(regression)$' "$RUN/compare.err")
+  [ "$problems" -gt 0 ] && reasons+=("not everything compared: $problems problem(s) (see below)")
+  [ "$regressions" -gt 0 ] && reasons+=("$regressions regression(s)")
+  rec=(--compare "$RUN/compare.json")
+  ;;
+*)
+  if grep -q 'no good run of this environment' "$RUN/compare.err"; then
+    reasons+=("first run of this environment in $DB: it is the baseline, nothing compared")
+    crc=none
+  else
+    echo "nightly: comparison failed (exit $crc); the run is not recorded" >&2
+    exit 2
+  fi
+  ;;
+esac
+"$M" history record "$RUN" "${rec[@]}" --db "$DB" || exit $?
+"$M" history trend --db "$DB" --out "$RUN/trend.tsv" || exit $?
 "$M" plot "$RUN" --out "$RUN/plots" >/dev/null && "$M" plot --trend "$RUN/trend.tsv" --out "$RUN/plots" >/dev/null ||
   echo "nightly: plotting failed (is gnuplot installed?)" >&2
+code=4
+[ "$rc" -eq 0 ] && [ "${crc:-none}" = 0 ] && code=0
+[ "$rc" -eq 0 ] && [ "${crc:-none}" = 1 ] && code=1
+if [ "$code" -eq 0 ]; then
+  first="# moebench nightly: OK: every case ran, passed and was compared; 0 regressions"
+else
+  word=INCOMPLETE
+  [ "$code" -eq 1 ] && word=REGRESSION
+  [ "$rc" -ne 0 ] && word=FAILED
+  [ "${crc:-none}" = none ] && [ "$rc" -eq 0 ] && word=BASELINE
+  joined=$(printf '%s; ' "${reasons[@]}")
+  first="# moebench nightly: $word: ${joined%; }"
+fi
 {
+  echo "$first"
+  echo
+  if [ -s "$runerr" ] || [ -s "$RUN/compare.err" ]; then
+    echo '## What went wrong'
+    echo
+    cat "$runerr" "$RUN/compare.err" 2>/dev/null | sed 's/^/    /'
+    echo
+  fi
+  [ -s "$RUN/compare.md" ] && cat "$RUN/compare.md"
   echo
   echo "## Plots"
   for p in "$RUN"/plots/*.png; do [ -e "$p" ] && echo "![$(basename "$p" .png)](plots/$(basename "$p"))"; done
-} >>"$RUN/report.md"
-echo "nightly: report in $RUN/report.md, $regressions regression(s)"
-[ "$regressions" -eq 0 ] && [ "$rc" -eq 0 ]
+} >"$RUN/report.md"
+echo "$first"
+echo "nightly: report in $RUN/report.md"
+exit "$code"

@@ -58,9 +58,11 @@ static void usage(FILE *f)
 		"  list [SCENARIO...]  print the expanded cases, one a line\n"
 		"  topo [--ranks N]    print the machine topology and the placement plan for N ranks\n"
 		"                      (default: one per GPU, or one per core without GPUs; --bind, --topo-xml)\n"
-		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression\n"
+		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression,\n"
+		"                      4 when not every case was compared\n"
 		"                      (moebench compare --help)\n"
-		"  history record|list|trend   the SQLite history of runs (moebench history --help)\n"
+		"  history record|list|trend|accept|pin|unpin|baseline   the SQLite history of runs and the baseline\n"
+		"                      (moebench history --help)\n"
 		"  report BASE NEW     a Markdown page for a review: environment, comparison, plots\n"
 		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
 		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
@@ -85,7 +87,7 @@ static void usage(FILE *f)
 		"  --format F          text (default) or json (run.json also on stdout)\n"
 		"  --dump DIR          write each case's inputs, routing, outputs and weights as .npy files\n"
 		"                      (DIR/CASE/rankR_layerL_{x,y,idx,w,wg,expertE_w1,...}.npy; bf16 as float32)\n"
-		"  -q, --quiet         no table on stdout\n"
+		"  -q, --quiet         no table on stdout (a failed or errored case still gets its line on stderr)\n"
 		"  -v, --verbose       more messages on stderr (repeatable)\n"
 		"test aids (documented so that tests can plant faults; not for measurements):\n"
 		"  --inject-fault RANK:PHASE:KIND   make RANK crash, hang, exit or run out of memory when it enters PHASE\n"
@@ -96,9 +98,12 @@ static void usage(FILE *f)
 		"                                   to check that compare flags a slowdown)\n"
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
-		"exit codes: 0 ok, 1 mismatch, 2 usage or scenario error, 3 a rank crashed, hung or timed out,\n"
-		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv\n"
-		"(docs/RESULTS.md).\n");
+		"exit codes: 0 ok, 1 mismatch (compare: a regression), 2 usage or scenario error, 3 a rank crashed, hung or
+"
+		"timed out, 4 compare: not every case compared, 77 nothing runnable here.
+"
+		"Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv (docs/RESULTS.md).
+");
 }
 
 enum {
@@ -709,7 +714,9 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 		if (out) {
 			moe_results_row(out, cj);
 			fflush(out);
-		}
+		} else if (o->quiet && strcmp(json_string_value(json_object_get(cj, "verdict")), "ok") &&
+			   strcmp(json_string_value(json_object_get(cj, "verdict")), "skipped"))
+			moe_results_row(stderr, cj); /* -q hides the table, never a failed or errored case */
 		any_rank |= r == MOE_EXIT_RANK;
 		any_mismatch |= r == MOE_EXIT_FAIL;
 		any_usage |= r == MOE_EXIT_USAGE;

@@ -21,6 +21,7 @@ enum moe_status {
 #define MOE_EXIT_FAIL 1
 #define MOE_EXIT_USAGE 2
 #define MOE_EXIT_RANK 3
+#define MOE_EXIT_INCOMPLETE 4 /* compare: not everything was compared (a failed case, nothing in common) */
 #define MOE_EXIT_SKIP 77
 
 /* Logging: library code logs to stderr through these, never to stdout. */

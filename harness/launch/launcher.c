@@ -18,6 +18,7 @@
 #include "accounting.h"
 #include "boot.h"
 #include "moe.h"
+#include "results.h"
 #include "stats.h"
 #include "status.h"
 #include "strategy.h"
@@ -265,8 +266,8 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 	int n = (int)(p->dp * p->tp), outcome = MOE_EXIT_OK, reported = 0;
 	json_t *cj = json_object();
 	*case_json = cj;
-	json_object_set_new(cj, "name", json_string(c->name));
-	json_object_set_new(cj, "file", json_string(c->file));
+	json_object_set_new(cj, "name", moe_json_text(c->name));
+	json_object_set_new(cj, "file", moe_json_text(c->file));
 	json_object_set_new(cj, "line", json_integer(c->line));
 	json_t *params = json_object();
 	for (size_t i = 0; i < moe_nopts; i++) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "moe.h"
+#include "results.h"
 #include "stats.h"
 
 struct ranked {
@@ -81,23 +82,95 @@ static int cmp_dbl(const void *x, const void *y)
 	return (a > b) - (a < b);
 }
 
+/* The k-th smallest of v[0..n), reordering v so that everything after position k is >= it (three-way
+ * selection: equal values, which timings are full of, end a round instead of slowing it). */
+static double select_kth(double *v, size_t n, size_t k)
+{
+	size_t l = 0, r = n - 1;
+	while (l < r) {
+		double piv = v[l + (r - l) / 2], t;
+		size_t lt = l, i = l, gt = r;
+		while (i <= gt) {
+			if (v[i] < piv) {
+				t = v[lt], v[lt++] = v[i], v[i++] = t;
+			} else if (v[i] > piv) {
+				t = v[gt], v[gt] = v[i], v[i] = t;
+				if (gt-- == lt)
+					break;
+			} else
+				i++;
+		}
+		if (k < lt)
+			r = lt - 1;
+		else if (k > gt)
+			l = gt + 1;
+		else
+			return piv;
+	}
+	return v[k];
+}
+
+/* Median (type 7) of v[0..n), reordering v: selection, no sort. */
+static double median_select(double *v, size_t n)
+{
+	size_t k = (n - 1) / 2;
+	double m = select_kth(v, n, k);
+	if (n % 2)
+		return m;
+	double next = v[k + 1];
+	for (size_t i = k + 2; i < n; i++)
+		if (v[i] < next)
+			next = v[i];
+	return (m + next) / 2.0;
+}
+
+/* Above this many samples a side, a resample's median is drawn as an order statistic instead of by
+ * resampling: the rank of a resampled median is binomial around n/2 with spread sqrt(n)/2, normal in
+ * the limit, so each replicate costs O(1) after one sort and 200k samples take milliseconds. */
+#define BOOT_EXACT_MAX 4096
+
+static double unit(unsigned long long *s)
+{
+	return ((double)(xorshift(s) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double boot_median(const double *v, const double *sorted, size_t n, double *scratch, unsigned long long *s)
+{
+	if (n <= BOOT_EXACT_MAX) {
+		for (size_t i = 0; i < n; i++)
+			scratch[i] = v[xorshift(s) % n];
+		return median_select(scratch, n);
+	}
+	double z = sqrt(-2.0 * log(unit(s))) * cos(6.283185307179586 * unit(s));
+	double r = floor((double)(n - 1) / 2.0 + z * sqrt((double)n) / 2.0 + 0.5);
+	size_t k = r < 0 ? 0 : r > (double)(n - 1) ? n - 1 : (size_t)r;
+	return sorted[k];
+}
+
 void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb, int reps, unsigned long long seed,
 			 double *lo, double *hi)
 {
-	double *ra = moe_xmalloc(na * sizeof(double)), *rb = moe_xmalloc(nb * sizeof(double));
+	double *sa = moe_xmalloc(na * sizeof(double)), *sb = moe_xmalloc(nb * sizeof(double));
+	memcpy(sa, a, na * sizeof(double));
+	memcpy(sb, b, nb * sizeof(double));
+	if (na > BOOT_EXACT_MAX)
+		qsort(sa, na, sizeof(double), cmp_dbl);
+	if (nb > BOOT_EXACT_MAX)
+		qsort(sb, nb, sizeof(double), cmp_dbl);
+	double *ra = moe_xmalloc(MOE_MIN(na, BOOT_EXACT_MAX + 1) * sizeof(double));
+	double *rb = moe_xmalloc(MOE_MIN(nb, BOOT_EXACT_MAX + 1) * sizeof(double));
 	double *ratio = moe_xmalloc((size_t)reps * sizeof(double));
 	unsigned long long s = seed ? seed : 0x9e3779b97f4a7c15ull;
 	for (int k = 0; k < reps; k++) {
-		for (size_t i = 0; i < na; i++)
-			ra[i] = a[xorshift(&s) % na];
-		for (size_t i = 0; i < nb; i++)
-			rb[i] = b[xorshift(&s) % nb];
-		double ma = median_of(ra, na);
-		ratio[k] = ma > 0 ? median_of(rb, nb) / ma : NAN;
+		double ma = boot_median(a, sa, na, ra, &s);
+		double mb = boot_median(b, sb, nb, rb, &s);
+		ratio[k] = ma > 0 ? mb / ma : NAN;
 	}
 	qsort(ratio, (size_t)reps, sizeof(double), cmp_dbl);
 	*lo = moe_percentile_sorted(ratio, (size_t)reps, 0.025);
 	*hi = moe_percentile_sorted(ratio, (size_t)reps, 0.975);
+	free(sa);
+	free(sb);
 	free(ra);
 	free(rb);
 	free(ratio);
@@ -156,22 +229,84 @@ json_t *moe_env_fingerprint(json_t *run)
 	return fp;
 }
 
-static double *samples_of(json_t *cas, const char *phase, size_t *n)
+static const char *const known_phases[] = {"route", "dispatch", "expert", "combine", "tp_merge", "fetch_wait", "total"};
+
+int moe_phase_known(const char *ph)
+{
+	for (size_t i = 0; i < MOE_ARRAY_SIZE(known_phases); i++)
+		if (!strcmp(ph, known_phases[i]))
+			return 1;
+	return 0;
+}
+
+static int cmp_case_name(const void *x, const void *y)
+{
+	const char *a = json_string_value(json_object_get(*(json_t *const *)x, "name"));
+	const char *b = json_string_value(json_object_get(*(json_t *const *)y, "name"));
+	return strcmp(a, b);
+}
+
+/* The samples of a phase, or NULL with *n = 0 when there are none; *bad set when they are not all finite numbers. */
+static double *samples_of(json_t *cas, const char *phase, size_t *n, int *bad)
 {
 	json_t *a = json_object_get(json_object_get(cas, "samples"), phase);
 	*n = json_array_size(a);
 	if (!*n)
 		return NULL;
 	double *v = moe_xmalloc(*n * sizeof(double));
-	for (size_t i = 0; i < *n; i++)
-		v[i] = json_number_value(json_array_get(a, i));
+	for (size_t i = 0; i < *n; i++) {
+		json_t *x = json_array_get(a, i);
+		v[i] = json_number_value(x);
+		*bad |= !json_is_number(x) || !isfinite(v[i]);
+	}
 	return v;
 }
 
-json_t *moe_compare_runs(json_t *base, json_t *neww, const struct moe_compare_opts *o, char *err, size_t errlen)
+/* One reason a comparison is incomplete: "CASE: reason" into the report's problems. */
+static void problem(json_t *probs, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#include <stdarg.h>
+static void problem(json_t *probs, const char *name, const char *fmt, ...)
+{
+	char nm[300], why[700];
+	moe_oneline(nm, sizeof(nm), name);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	json_array_append_new(probs, json_pack("{s:s,s:s}", "case", nm, "reason", why));
+}
+
+static int cmp_key(const void *x, const void *y)
+{
+	json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+	int d = strcmp(json_string_value(json_object_get(a, "digest")), json_string_value(json_object_get(b, "digest")));
+	return d ? d : cmp_case_name(x, y);
+}
+
+/* The run's cases sorted by (digest, name), and by name alone into byname. */
+static json_t **sorted_cases(json_t *run, size_t *n, json_t ***byname)
+{
+	json_t *cases = json_object_get(run, "cases");
+	*n = json_array_size(cases);
+	json_t **v = moe_xcalloc(*n + 1, sizeof(json_t *)), **w = moe_xcalloc(*n + 1, sizeof(json_t *));
+	for (size_t i = 0; i < *n; i++)
+		v[i] = w[i] = json_array_get(cases, i);
+	qsort(v, *n, sizeof(json_t *), cmp_key);
+	qsort(w, *n, sizeof(json_t *), cmp_case_name);
+	*byname = w;
+	return v;
+}
+
+static json_t *find(json_t **v, size_t n, json_t *key, int (*cmp)(const void *, const void *))
+{
+	json_t **hit = bsearch(&key, v, n, sizeof(json_t *), cmp);
+	return hit ? *hit : NULL;
+}
+
+static int env_differs(json_t *base, json_t *neww, const struct moe_compare_opts *o, json_t *diff, char *err,
+		       size_t errlen)
 {
 	json_t *fa = moe_env_fingerprint(base), *fb = moe_env_fingerprint(neww);
-	json_t *diff = json_array();
 	const char *k;
 	json_t *v;
 	json_object_foreach(fa, k, v)
@@ -181,60 +316,166 @@ json_t *moe_compare_runs(json_t *base, json_t *neww, const struct moe_compare_op
 	}
 	json_decref(fa);
 	json_decref(fb);
-	if (json_array_size(diff) && !o->force) {
-		size_t n = (size_t)snprintf(err, errlen, "the runs come from different environments (");
-		size_t i;
-		json_array_foreach(diff, i, v) if (n < errlen) n += (size_t)snprintf(err + n, errlen - n, "%s%s", i ? ", " : "",
-									       json_string_value(v));
-		if (n < errlen)
-			snprintf(err + n, errlen - n, " differ); --force compares them anyway");
+	if (!json_array_size(diff) || o->force)
+		return 0;
+	size_t n = (size_t)snprintf(err, errlen, "the runs come from different environments (");
+	size_t i;
+	json_array_foreach(diff, i, v) if (n < errlen) n += (size_t)snprintf(err + n, errlen - n, "%s%s", i ? ", " : "",
+								       json_string_value(v));
+	if (n < errlen)
+		snprintf(err + n, errlen - n, " differ); --force compares them anyway");
+	return 1;
+}
+
+/* Whether a case can be compared at all: its verdict in one run; a failed, errored, skipped or unverified
+ * case is a problem. */
+static int usable(json_t *cas, const char *which, json_t *probs)
+{
+	const char *v = json_string_value(json_object_get(cas, "verdict"));
+	const char *check = json_string_value(json_object_get(json_object_get(cas, "params"), "check"));
+	if (!strcmp(v, "ok") && check && !strcmp(check, "off")) {
+		/* its timings are real, so it is compared; but "ok" there means "not verified" */
+		problem(probs, json_string_value(json_object_get(cas, "name")), "not verified in %s (check = off)", which);
+		return 1;
+	}
+	if (!strcmp(v, "ok"))
+		return 1;
+	const char *why = json_string_value(json_object_get(cas, "reason"));
+	problem(probs, json_string_value(json_object_get(cas, "name")), "%s in %s%s%.500s", v, which, why ? ": " : "",
+		why ? why : "");
+	return 0;
+}
+
+/* Rows for one matched case: each asked phase with samples on both sides. */
+static void compare_case(json_t *cb, json_t *cn, const char *phases, const struct moe_compare_opts *o, json_t *rows,
+			 json_t *probs, int *regressions)
+{
+	const char *name = json_string_value(json_object_get(cn, "name"));
+	const char *digest = json_string_value(json_object_get(cn, "digest"));
+	char list[256];
+	snprintf(list, sizeof(list), "%s", phases);
+	for (char *save = NULL, *ph = strtok_r(list, ",", &save); ph; ph = strtok_r(NULL, ",", &save)) {
+		size_t na, nb;
+		int bad_a = 0, bad_b = 0;
+		double *a = samples_of(cb, ph, &na, &bad_a), *b = samples_of(cn, ph, &nb, &bad_b);
+		/* a phase this case does not have (tp_merge without TP) is absent from both, beside other phases */
+		int not_here = !a && !b && strcmp(ph, "total") && json_object_size(json_object_get(cb, "samples")) &&
+			       json_object_size(json_object_get(cn, "samples"));
+		if (bad_a || bad_b)
+			problem(probs, name, "%s samples in %s are not all finite numbers", ph, bad_a ? "BASE" : "NEW");
+		else if ((!a || !b) && !not_here)
+			problem(probs, name, "no %s samples in %s", ph, !a && !b ? "either run" : !a ? "BASE" : "NEW");
+		if (!a || !b || bad_a || bad_b) {
+			free(a);
+			free(b);
+			continue;
+		}
+		double u, p = moe_mann_whitney(a, na, b, nb, &u), lo, hi;
+		moe_bootstrap_ratio(a, na, b, nb, 2000, 12345, &lo, &hi);
+		double ma = median_of(a, na), mb = median_of(b, nb);
+		double change = ma > 0 ? (mb / ma - 1.0) * 100.0 : 0;
+		char key[512];
+		snprintf(key, sizeof(key), "%s\t%s", digest, ph);
+		double band = o->bands ? json_number_value(json_object_get(o->bands, key)) : 0;
+		const char *verdict = moe_verdict(p, change, lo, hi, band, o);
+		*regressions += !strcmp(verdict, "slower");
+		json_array_append_new(rows, json_pack("{s:s,s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "case", name, "digest",
+						      digest, "phase", ph, "base_p50_us", ma, "new_p50_us", mb, "change_pct",
+						      change, "p_value", p, "ratio_lo", lo, "ratio_hi", hi, "band_pct", band,
+						      "verdict", verdict));
+		free(a);
+		free(b);
+	}
+}
+
+/* Every case of BASE and NEW either compared or named as a problem. */
+static void match_cases(json_t *base, json_t *neww, const char *phases, const struct moe_compare_opts *o,
+			json_t *rows, json_t *probs, int *regressions)
+{
+	size_t nb, nn;
+	json_t **bname, **nname, **bs = sorted_cases(base, &nb, &bname), **ns = sorted_cases(neww, &nn, &nname);
+	for (size_t i = 0; i < nb; i++) {
+		json_t *cb = bs[i], *cn = find(ns, nn, cb, cmp_key);
+		const char *name = json_string_value(json_object_get(cb, "name"));
+		if (!cn) {
+			json_t *other = find(nname, nn, cb, cmp_case_name);
+			if (other)
+				problem(probs, name, "not comparable: its parameters differ (digest %s in BASE, %s in NEW)",
+					json_string_value(json_object_get(cb, "digest")),
+					json_string_value(json_object_get(other, "digest")));
+			else
+				problem(probs, name, "in BASE, missing from NEW");
+			continue;
+		}
+		int ok_b = usable(cb, "BASE", probs), ok_n = usable(cn, "NEW", probs);
+		if (ok_b && ok_n)
+			compare_case(cb, cn, phases, o, rows, probs, regressions);
+	}
+	for (size_t i = 0; i < nn; i++) {
+		json_t *cn = ns[i];
+		if (find(bs, nb, cn, cmp_key))
+			continue;
+		usable(cn, "NEW", probs); /* a NEW case that crashed is named even without a baseline */
+		if (!find(bname, nb, cn, cmp_case_name)) /* same name, other digest: named above */
+			problem(probs, json_string_value(json_object_get(cn, "name")), "in NEW, no baseline in BASE");
+	}
+	free(bs);
+	free(ns);
+	free(bname);
+	free(nname);
+}
+
+json_t *moe_compare_runs(json_t *base, json_t *neww, const struct moe_compare_opts *o, char *err, size_t errlen)
+{
+	json_t *diff = json_array();
+	if (env_differs(base, neww, o, diff, err, errlen)) {
 		json_decref(diff);
 		return NULL;
 	}
-	json_t *rows = json_array();
-	int regressions = 0;
 	char phases[256];
 	snprintf(phases, sizeof(phases), "%s", o->phases && *o->phases ? o->phases : "total");
-	size_t i;
-	json_t *cb;
-	json_array_foreach(json_object_get(base, "cases"), i, cb)
-	{
-		const char *name = json_string_value(json_object_get(cb, "name"));
-		json_t *cn = NULL, *c;
-		size_t j;
-		json_array_foreach(json_object_get(neww, "cases"), j, c) if (!strcmp(json_string_value(json_object_get(c, "name")),
-									   name)) cn = c;
-		if (!cn)
-			continue;
-		char list[256];
-		snprintf(list, sizeof(list), "%s", phases);
-		for (char *save = NULL, *ph = strtok_r(list, ",", &save); ph; ph = strtok_r(NULL, ",", &save)) {
-			size_t na, nb;
-			double *a = samples_of(cb, ph, &na), *b = samples_of(cn, ph, &nb);
-			if (!a || !b) {
-				free(a);
-				free(b);
-				continue;
-			}
-			double u, p = moe_mann_whitney(a, na, b, nb, &u), lo, hi;
-			moe_bootstrap_ratio(a, na, b, nb, 2000, 12345, &lo, &hi);
-			double ma = median_of(a, na), mb = median_of(b, nb);
-			double change = ma > 0 ? (mb / ma - 1.0) * 100.0 : 0;
-			char key[512];
-			snprintf(key, sizeof(key), "%s\t%s", name, ph);
-			double band = o->bands ? json_number_value(json_object_get(o->bands, key)) : 0;
-			const char *verdict = moe_verdict(p, change, lo, hi, band, o);
-			regressions += !strcmp(verdict, "slower");
-			json_array_append_new(rows, json_pack("{s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "case", name, "phase",
-							      ph, "base_p50_us", ma, "new_p50_us", mb, "change_pct", change,
-							      "p_value", p, "ratio_lo", lo, "ratio_hi", hi, "band_pct", band,
-							      "verdict", verdict));
-			free(a);
-			free(b);
+	char list[256];
+	snprintf(list, sizeof(list), "%s", phases);
+	for (char *save = NULL, *ph = strtok_r(list, ",", &save); ph; ph = strtok_r(NULL, ",", &save))
+		if (!moe_phase_known(ph)) {
+			char pn[100];
+			moe_oneline(pn, sizeof(pn), ph);
+			snprintf(err, errlen, "--phases: unknown phase '%s' (route, dispatch, expert, combine, tp_merge, "
+					      "fetch_wait, total)", pn);
+			json_decref(diff);
+			return NULL;
 		}
-	}
-	return json_pack("{s:o,s:o,s:i,s:{s:f,s:f,s:f}}", "rows", rows, "env_diff", diff, "regressions", regressions,
-			 "thresholds", "alpha", o->alpha, "threshold_pct", o->threshold, "noise_pct", o->noise);
+	json_t *rows = json_array(), *probs = json_array();
+	int regressions = 0;
+	match_cases(base, neww, phases, o, rows, probs, &regressions);
+	if (!json_array_size(rows))
+		problem(probs, "(all)", "nothing was compared: no case of BASE and NEW has the same name, parameters and "
+					"a passing verdict with samples");
+	return json_pack("{s:o,s:o,s:o,s:i,s:i,s:i,s:{s:f,s:f,s:f}}", "rows", rows, "problems", probs, "env_diff", diff,
+			 "regressions", regressions, "incomplete", (int)json_array_size(probs), "compared",
+			 (int)json_array_size(rows), "thresholds", "alpha", o->alpha, "threshold_pct", o->threshold,
+			 "noise_pct", o->noise);
+}
+
+int moe_compare_exit(json_t *report)
+{
+	if (json_integer_value(json_object_get(report, "incomplete")))
+		return MOE_EXIT_INCOMPLETE;
+	return json_integer_value(json_object_get(report, "regressions")) ? MOE_EXIT_FAIL : MOE_EXIT_OK;
+}
+
+void moe_compare_summary(char *buf, size_t len, json_t *report)
+{
+	int n = (int)json_integer_value(json_object_get(report, "regressions"));
+	int inc = (int)json_integer_value(json_object_get(report, "incomplete"));
+	int cmp = (int)json_integer_value(json_object_get(report, "compared"));
+	if (inc)
+		snprintf(buf, len, "INCOMPLETE: %d problem%s (not everything compared); %d regression%s in the %d "
+				   "case-phase%s compared", inc, inc == 1 ? "" : "s", n, n == 1 ? "" : "s", cmp,
+			 cmp == 1 ? "" : "s");
+	else
+		snprintf(buf, len, "%d regression%s; all %d case-phase%s compared", n, n == 1 ? "" : "s", cmp,
+			 cmp == 1 ? "" : "s");
 }
 
 void moe_compare_print(FILE *f, json_t *report)
@@ -246,16 +487,20 @@ void moe_compare_print(FILE *f, json_t *report)
 	json_array_foreach(json_object_get(report, "rows"), i, r)
 	{
 		double band = json_number_value(json_object_get(r, "band_pct"));
-		char bs[16] = "-";
+		char bs[16] = "-", nm[300];
 		if (band > 0)
 			snprintf(bs, sizeof(bs), "%.1f%%", band);
-		fprintf(f, "%-44s %-10s %12.1f %12.1f %+7.1f%% %9.2g   [%.3f, %.3f] %7s  %s\n",
-			json_string_value(json_object_get(r, "case")), json_string_value(json_object_get(r, "phase")),
-			json_number_value(json_object_get(r, "base_p50_us")), json_number_value(json_object_get(r, "new_p50_us")),
-			json_number_value(json_object_get(r, "change_pct")), json_number_value(json_object_get(r, "p_value")),
-			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")),
-			bs, json_string_value(json_object_get(r, "verdict")));
+		moe_oneline(nm, sizeof(nm), json_string_value(json_object_get(r, "case")));
+		fprintf(f, "%-44s %-10s %12.1f %12.1f %+7.1f%% %9.2g   [%.3f, %.3f] %7s  %s\n", nm,
+			json_string_value(json_object_get(r, "phase")), json_number_value(json_object_get(r, "base_p50_us")),
+			json_number_value(json_object_get(r, "new_p50_us")), json_number_value(json_object_get(r, "change_pct")),
+			json_number_value(json_object_get(r, "p_value")), json_number_value(json_object_get(r, "ratio_lo")),
+			json_number_value(json_object_get(r, "ratio_hi")), bs, json_string_value(json_object_get(r, "verdict")));
 	}
-	int n = (int)json_integer_value(json_object_get(report, "regressions"));
-	fprintf(f, "# %d regression%s\n", n, n == 1 ? "" : "s");
+	json_array_foreach(json_object_get(report, "problems"), i, r)
+	fprintf(f, "# not compared: %s: %s\n", json_string_value(json_object_get(r, "case")),
+		json_string_value(json_object_get(r, "reason")));
+	char sum[256];
+	moe_compare_summary(sum, sizeof(sum), report);
+	fprintf(f, "# %s\n", sum);
 }

@@ -13,7 +13,7 @@ struct moe_compare_opts {
 	double noise;      /* a 95 % interval of the ratio wider than this, in percent, is noisy (default 20) */
 	int force;         /* compare runs from different environments */
 	const char *phases; /* comma-separated, default "total" */
-	/* run-to-run noise from the history, {"CASE\tPHASE": percent}; NULL or a missing key: none known.
+	/* run-to-run noise from the history, {"DIGEST\tPHASE": percent}; NULL or a missing key: none known.
 	 * A change inside a case's band is not a regression, however significant within the run pair. */
 	json_t *bands;
 };
@@ -34,12 +34,22 @@ void moe_bootstrap_ratio(const double *a, size_t na, const double *b, size_t nb,
 const char *moe_verdict(double p, double change_pct, double lo, double hi, double band_pct,
 			const struct moe_compare_opts *o);
 
-/* Compare run.json documents. Returns a JSON report ({"rows": [...], "env_diff": [...], "regressions": N});
- * NULL with err set when the environments differ (unless force) or the inputs are unusable. */
+/* route, dispatch, expert, combine, tp_merge, fetch_wait, total */
+int moe_phase_known(const char *phase);
+/* Compare validated run.json documents. Cases are matched by digest and name; every case of either run
+ * is compared or named in "problems" (failed/errored/skipped in a run, missing, parameters differ, no
+ * samples), and nothing compared is a problem too. Returns {"rows", "problems", "env_diff",
+ * "regressions", "incomplete", "compared", "thresholds"}; NULL with err set when the environments
+ * differ (unless force) or a phase is unknown. */
 json_t *moe_compare_runs(json_t *base, json_t *neww, const struct moe_compare_opts *o, char *err, size_t errlen);
 /* The environment fields that must match for a comparison to mean anything. */
 json_t *moe_env_fingerprint(json_t *run);
+/* The table, one "# not compared" line per problem, and the summary line. */
 void moe_compare_print(FILE *f, json_t *report);
+/* "N regressions; all M case-phases compared" or "INCOMPLETE: ..." */
+void moe_compare_summary(char *buf, size_t len, json_t *report);
+/* MOE_EXIT_INCOMPLETE when a problem was found, else MOE_EXIT_FAIL on a regression, else MOE_EXIT_OK. */
+int moe_compare_exit(json_t *report);
 
 /* The compare and history commands (history.c). */
 int moe_cmd_compare(int argc, char **argv);

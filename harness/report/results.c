@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +39,162 @@ int moe_write_atomic(const char *path, const char *text, size_t len)
 		return -1;
 	}
 	return rename(tmp, path);
+}
+
+/* keys that change how long or how carefully a case runs, not what it runs */
+static const char *const digest_skip[] = {"iters", "warmup", "check", "tolerance", "timeout"};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int moe_case_digest(json_t *cas, char out[17])
+{
+	json_t *params = json_object_get(cas, "params");
+	if (!json_is_object(params))
+		return -1;
+	size_t n = 0, k = 0;
+	const char **keys = moe_xcalloc(json_object_size(params) + 1, sizeof(char *));
+	const char *key;
+	json_t *v;
+	json_object_foreach(params, key, v) keys[n++] = key;
+	qsort(keys, n, sizeof(char *), cmp_str);
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++) {
+		int skip = 0;
+		for (k = 0; k < MOE_ARRAY_SIZE(digest_skip); k++)
+			skip |= !strcmp(keys[i], digest_skip[k]);
+		if (skip)
+			continue;
+		const char *val = json_string_value(json_object_get(params, keys[i]));
+		char num[64];
+		if (!val) { /* a hand-written run.json may hold numbers: they hash as their text */
+			snprintf(num, sizeof(num), "%.17g", json_number_value(json_object_get(params, keys[i])));
+			val = num;
+		}
+		/* key=value\n, so that no two different parameter sets give the same byte stream */
+		for (int part = 0; part < 3; part++) {
+			const unsigned char *p = (const unsigned char *)(part == 0 ? keys[i] : part == 1 ? "=" : val);
+			for (; *p; p++)
+				h = (h ^ *p) * 0x100000001b3ull;
+		}
+		h = (h ^ '\n') * 0x100000001b3ull;
+	}
+	free(keys);
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+	return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	if (n < 2)
+		return n;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	unsigned cp = s[0] & (0x7f >> n);
+	for (size_t i = 1; i < n; i++)
+		cp = cp << 6 | (s[i] & 0x3f);
+	static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+json_t *moe_json_text(const char *s)
+{
+	json_t *j = json_string(s ? s : "");
+	if (j)
+		return j;
+	size_t len = strlen(s), k = 0;
+	char *buf = moe_xmalloc(len * 4 + 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_len(p);
+		if (n) {
+			memcpy(buf + k, p, n);
+			k += n;
+			p += n;
+		} else {
+			k += (size_t)snprintf(buf + k, 5, "\\x%02X", *p);
+			p++;
+		}
+	}
+	buf[k] = 0;
+	j = json_string(buf);
+	free(buf);
+	return j ? j : json_string("");
+}
+
+void moe_oneline(char *dst, size_t len, const char *src)
+{
+	size_t k = 0;
+	for (const unsigned char *p = (const unsigned char *)(src ? src : "(none)"); *p && k + 5 < len; p++)
+		k += *p < 0x20 || *p == 0x7f ? (size_t)snprintf(dst + k, len - k, "\\x%02X", *p)
+					     : (size_t)snprintf(dst + k, len - k, "%c", *p);
+	dst[k] = 0;
+}
+
+static int cmp_name(const void *x, const void *y)
+{
+	const char *a = json_string_value(json_object_get(*(json_t *const *)x, "name"));
+	const char *b = json_string_value(json_object_get(*(json_t *const *)y, "name"));
+	return strcmp(a, b);
+}
+
+int moe_run_validate(json_t *run, const char *what, char *err, size_t errlen)
+{
+	const char *schema = json_string_value(json_object_get(run, "schema"));
+	json_t *cases = json_object_get(run, "cases");
+	if (!json_is_object(run) || !schema) {
+		snprintf(err, errlen, "%.700s: not a moebench run.json (no \"schema\"; expected %s)", what, MOE_SCHEMA);
+		return -1;
+	}
+	if (strcmp(schema, MOE_SCHEMA)) {
+		char sc[200];
+		moe_oneline(sc, sizeof(sc), schema);
+		snprintf(err, errlen, "%.700s: schema %s, this moebench reads %s", what, sc, MOE_SCHEMA);
+		return -1;
+	}
+	if (!json_is_array(cases)) {
+		snprintf(err, errlen, "%.700s: \"cases\" is not an array", what);
+		return -1;
+	}
+	size_t i, n = json_array_size(cases);
+	json_t *c;
+	json_array_foreach(cases, i, c)
+	{
+		const char *miss = !json_is_object(c)					  ? "is not an object"
+				   : !json_is_string(json_object_get(c, "name"))	  ? "has no \"name\""
+				   : !json_is_string(json_object_get(c, "verdict"))	  ? "has no \"verdict\""
+				   : !json_is_object(json_object_get(c, "params"))	  ? "has no \"params\""
+				   : json_object_get(c, "digest") &&
+						   !json_is_string(json_object_get(c, "digest")) ? "has a \"digest\" that is not a string"
+												     : NULL;
+		if (miss) {
+			snprintf(err, errlen, "%.700s: cases[%zu] %s", what, i, miss);
+			return -1;
+		}
+		char dg[17];
+		if (!json_object_get(c, "digest") && !moe_case_digest(c, dg)) /* written before digests existed */
+			json_object_set_new(c, "digest", json_string(dg));
+	}
+	/* a name twice would make every lookup by name ambiguous: refuse it, in O(n log n) */
+	json_t **v = moe_xcalloc(n + 1, sizeof(json_t *));
+	json_array_foreach(cases, i, c) v[i] = c;
+	qsort(v, n, sizeof(json_t *), cmp_name);
+	int rc = 0;
+	for (i = 1; i < n && !rc; i++)
+		if (!cmp_name(&v[i - 1], &v[i])) {
+			char nm[300];
+			moe_oneline(nm, sizeof(nm), json_string_value(json_object_get(v[i], "name")));
+			snprintf(err, errlen, "%.700s: case %s appears twice", what, nm);
+			rc = -1;
+		}
+	free(v);
+	return rc;
 }
 
 static double ph(json_t *c, const char *phase, const char *stat)
@@ -102,9 +259,23 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 
 static const char *const tsv_phases[] = {"route", "dispatch", "expert", "combine", "tp_merge", "fetch_wait", "total"};
 
+/* Every case its identity, kept in run.json for compare and the history. */
+static void add_digests(json_t *run)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(run, "cases"), i, c)
+	{
+		char dg[17];
+		if (!json_object_get(c, "digest") && !moe_case_digest(c, dg))
+			json_object_set_new(c, "digest", json_string(dg));
+	}
+}
+
 int moe_results_write(const char *dir, json_t *run)
 {
 	char path[4096];
+	add_digests(run);
 	char *js = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	snprintf(path, sizeof(path), "%s/run.json", dir);
 	if (!js || moe_write_atomic(path, js, strlen(js))) {

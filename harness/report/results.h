@@ -7,6 +7,21 @@
 
 #define MOE_SCHEMA "moebench.run/1"
 
+/* A case's identity across runs: a 16-hex-digit FNV-1a digest of its resolved params (run.json's "params",
+ * sorted by key) without the keys that change how long or how carefully it runs, not what it runs:
+ * iters, warmup, check, tolerance, timeout. Returns 0, or -1 when the case has no params object. */
+int moe_case_digest(json_t *case_json, char out[17]);
+/* A JSON string of s: s itself when it is valid UTF-8, else with every byte of an invalid sequence
+ * written as the four characters \xNN; never NULL. */
+json_t *moe_json_text(const char *s);
+
+/* Check a loaded run.json before any use: an object of schema MOE_SCHEMA whose cases are objects with a
+ * string name, verdict and a params object, no name twice. Cases written before digests existed get one
+ * from their params. Returns 0, or -1 with "WHAT: reason" in err. */
+int moe_run_validate(json_t *run, const char *what, char *err, size_t errlen);
+/* src on one line: control bytes written as \xNN (names and reasons reach stderr one a line). */
+void moe_oneline(char *dst, size_t len, const char *src);
+
 /* Write text atomically: a temporary file in the same folder, fsync, rename. Returns 0 or -1 (errno). */
 int moe_write_atomic(const char *path, const char *text, size_t len);
 /* run.json, cases.tsv and samples.tsv into dir. Returns 0 or -1 with a message logged. */

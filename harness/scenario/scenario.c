@@ -374,6 +374,32 @@ out:
 	return rc;
 }
 
+/* Case names are how a run's results are looked up: the same name twice in one run (two files, or a
+ * section named like another's sweep case) is an error naming both places. Sorted, so O(n log n). */
+static int cmp_case_at(const void *a, const void *b)
+{
+	const struct moe_case *x = *(const struct moe_case *const *)a, *y = *(const struct moe_case *const *)b;
+	int d = strcmp(x->name, y->name);
+	return d ? d : (x > y) - (x < y); /* ties in list order, so the first place is named first */
+}
+
+static int check_unique_names(const struct moe_caselist *l, char *err, size_t errlen)
+{
+	const struct moe_case **v = moe_xcalloc((size_t)l->n + 1, sizeof(*v));
+	for (int i = 0; i < l->n; i++)
+		v[i] = &l->v[i];
+	qsort(v, (size_t)l->n, sizeof(*v), cmp_case_at);
+	int rc = 0;
+	for (int i = 1; i < l->n && !rc; i++)
+		if (!strcmp(v[i - 1]->name, v[i]->name)) {
+			snprintf(err, errlen, "%s:%d: case '%s' is also defined at %s:%d (case names must be unique in a run)",
+				 v[i]->file, v[i]->line, v[i]->name, v[i - 1]->file, v[i - 1]->line);
+			rc = -1;
+		}
+	free(v);
+	return rc;
+}
+
 int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe_caselist *out, char *err,
 		      size_t errlen)
 {
@@ -456,7 +482,7 @@ int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe
 		snprintf(err, errlen, "%s: no cases (every section but [global] is a case)", path);
 		goto out;
 	}
-	rc = 0;
+	rc = check_unique_names(out, err, errlen);
 out:
 	for (int i = 0; i < ps.n; i++)
 		free(ps.e[i].value);

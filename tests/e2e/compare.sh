@@ -109,15 +109,34 @@ check "so no regression: exit 0 (got $rc_jumpy)" test "$rc_jumpy" -eq 0
 "$MOEBENCH" compare "$OUT/band/base.json" "$OUT/band/new.json" --phases expert --db "$OUT/band/jumpy.db" \
   --band-runs 0 >/dev/null 2>&1
 check "--band-runs 0 ignores the history: slower again" test $? -eq 1
-# the nightly script end to end
+# the nightly script end to end: exit codes, and the report's first line says what failed
 if command -v gnuplot >/dev/null; then
   MOEBENCH=$MOEBENCH OUT="$OUT/nightly" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" >"$OUT/n1.out" 2>&1
-  check "nightly: first run is the baseline (exit 0)" test $? -eq 0
-  MOEBENCH=$MOEBENCH OUT="$OUT/nightly" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" >"$OUT/n2.out" 2>&1
+  n1=$?
+  R="$OUT/nightly/$(readlink "$OUT/nightly/latest")"
+  check "nightly: a first run compares nothing, so it is incomplete (exit 4, got $n1)" test "$n1" -eq 4
+  check "nightly: and its report says it is the baseline" grep -q "^# moebench nightly: BASELINE: first run" "$R/report.md"
+  MOEBENCH=$MOEBENCH OUT="$OUT/nightly" COMPARE_OPTS="--threshold 50" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" \
+    >"$OUT/n2.out" 2>&1
   n2=$?
   R="$OUT/nightly/$(readlink "$OUT/nightly/latest")"
   check "nightly: second run compared, recorded, plotted, reported (exit $n2)" test -s "$R/report.md" -a -s "$R/compare.json"
+  check "nightly: an unchanged second run at a 50 % threshold is OK (exit 0, got $n2)" test "$n2" -eq 0
+  check "nightly: and the report's first line says so" test "$(head -n 1 "$R/report.md")" = \
+    "# moebench nightly: OK: every case ran, passed and was compared; 0 regressions"
   check "nightly: plots drawn" test -s "$R/plots/trend.png"
   check "nightly: history has both runs" test "$("$MOEBENCH" history list --db "$OUT/nightly/history.db" | grep -vc '^#')" -eq 2
+  MOEBENCH=$MOEBENCH OUT="$OUT/nightly" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" --inject-corrupt 0:1:1 \
+    >"$OUT/n3.out" 2>"$OUT/n3.err"
+  n3=$?
+  R="$OUT/nightly/$(readlink "$OUT/nightly/latest")"
+  check "nightly: a wrong result is not a pass (exit 4, got $n3)" test "$n3" -eq 4
+  check "nightly: the report's first line says what failed" \
+    grep -q "^# moebench nightly: FAILED: a case or invariant failed verification (run exit 1); not everything compared: 2 problem(s)" \
+    <(head -n 1 "$R/report.md")
+  check "nightly: the failed case is named on stderr" grep -q "one: mismatch in NEW" "$OUT/n3.err"
+  MOEBENCH=$MOEBENCH OUT="$OUT/nightly" COMPARE_OPTS="--phases totl" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" \
+    >/dev/null 2>&1
+  check "nightly: an unknown phase is a usage error (exit 2)" test $? -eq 2
 fi
 finish

@@ -1,5 +1,6 @@
 /* Unit tests for the timing summary (stats.c): type-7 percentiles, mean, sample standard deviation; and the
- * comparison statistics (compare.c): Mann-Whitney U, the noise band, the verdict rules. */
+ * comparison statistics (compare.c): Mann-Whitney U, the bootstrap interval, the noise band, the verdict
+ * rules; and a case's identity (results.c): the parameter digest, names that are not valid UTF-8. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,9 +8,11 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compare.h"
+#include "results.h"
 #include "stats.h"
 
 #define assert_close(x, want, tol)                                                              \
@@ -144,6 +147,105 @@ static void test_verdict_rules(void **state)
 	assert_string_equal(moe_verdict(0.001, 4, 1.005, 1.06, 0, &o), "same");     /* interval not clear of 1.015 */
 }
 
+/* Samples around 100 with a deterministic spread; scale multiplies them all. */
+static double *spread(size_t n, double scale, unsigned seed)
+{
+	double *v = malloc(n * sizeof(double));
+	unsigned long long s = seed * 2654435761ull + 1;
+	for (size_t i = 0; i < n; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		v[i] = scale * (100.0 + (double)(s >> 40) / (double)(1ull << 24) * 10.0);
+	}
+	return v;
+}
+
+static void test_bootstrap(void **state)
+{
+	(void)state;
+	double lo, hi;
+	double *a = spread(1000, 1.0, 1), *b = spread(1000, 2.0, 1);
+	moe_bootstrap_ratio(a, 1000, a, 1000, 500, 7, &lo, &hi);
+	assert_true(lo < 1.0 && hi > 1.0); /* a run against itself: 1 inside */
+	moe_bootstrap_ratio(a, 1000, b, 1000, 500, 7, &lo, &hi);
+	assert_close(lo, 2.0, 0.03); /* the same samples doubled: about 2 */
+	assert_close(hi, 2.0, 0.03);
+	free(a);
+	free(b);
+	/* above 4096 samples the resampled median is drawn as an order statistic: its interval must be about
+	 * as wide as the resampling one just below the switch, and still find a 2 % shift in 200k samples */
+	double lo1, hi1, lo2, hi2;
+	double *x = spread(4096, 1.0, 2), *y = spread(4096, 1.0, 3);
+	moe_bootstrap_ratio(x, 4096, y, 4096, 2000, 9, &lo1, &hi1);
+	free(x);
+	free(y);
+	x = spread(4097, 1.0, 2);
+	y = spread(4097, 1.0, 3);
+	moe_bootstrap_ratio(x, 4097, y, 4097, 2000, 9, &lo2, &hi2);
+	free(x);
+	free(y);
+	assert_true((hi2 - lo2) > 0.7 * (hi1 - lo1) && (hi2 - lo2) < 1.3 * (hi1 - lo1));
+	x = spread(200000, 1.0, 4);
+	y = spread(200000, 1.02, 5);
+	moe_bootstrap_ratio(x, 200000, y, 200000, 2000, 9, &lo, &hi);
+	assert_true(lo > 1.01 && hi < 1.03);
+	free(x);
+	free(y);
+}
+
+static void test_case_digest(void **state)
+{
+	(void)state;
+	json_t *a = json_pack("{s:{s:s,s:s,s:s}}", "params", "tokens", "64", "iters", "20", "strategy", "a2a");
+	json_t *b = json_pack("{s:{s:s,s:s,s:s}}", "params", "strategy", "a2a", "iters", "500", "tokens", "64");
+	json_t *c = json_pack("{s:{s:s,s:s,s:s}}", "params", "tokens", "1024", "iters", "20", "strategy", "a2a");
+	json_t *d = json_pack("{s:s}", "name", "no params");
+	char da[17], db[17], dc[17];
+	assert_int_equal(moe_case_digest(a, da), 0);
+	assert_int_equal(moe_case_digest(b, db), 0);
+	assert_int_equal(moe_case_digest(c, dc), 0);
+	assert_int_equal(strlen(da), 16);
+	assert_string_equal(da, db);	      /* key order and iters do not matter */
+	assert_string_not_equal(da, dc);      /* tokens do */
+	assert_int_equal(moe_case_digest(d, da), -1);
+	json_decref(a);
+	json_decref(b);
+	json_decref(c);
+	json_decref(d);
+}
+
+static void test_json_text(void **state)
+{
+	(void)state;
+	json_t *j = moe_json_text("a\xff" "b\xc3\xa9" "c\xe2\x82");
+	assert_non_null(j);
+	assert_string_equal(json_string_value(j), "a\\xFFb\xc3\xa9" "c\\xE2\\x82"); /* é kept, bad bytes escaped */
+	json_decref(j);
+	j = moe_json_text("plain");
+	assert_string_equal(json_string_value(j), "plain");
+	json_decref(j);
+}
+
+static void test_run_validate(void **state)
+{
+	(void)state;
+	char err[512];
+	json_t *arr = json_array();
+	assert_int_equal(moe_run_validate(arr, "x.json", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "x.json: not a moebench run.json"));
+	json_t *run = json_pack("{s:s,s:[{s:s,s:s,s:{}},{s:s,s:s,s:{}}]}", "schema", MOE_SCHEMA, "cases", "name", "a",
+				"verdict", "ok", "params", "name", "a", "verdict", "ok", "params");
+	assert_int_equal(moe_run_validate(run, "r", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "case a appears twice"));
+	json_object_set_new(json_array_get(json_object_get(run, "cases"), 1), "name", json_string("b"));
+	assert_int_equal(moe_run_validate(run, "r", err, sizeof(err)), 0);
+	assert_non_null(json_object_get(json_array_get(json_object_get(run, "cases"), 0), "digest"));
+	json_object_del(json_array_get(json_object_get(run, "cases"), 1), "verdict");
+	assert_int_equal(moe_run_validate(run, "r", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "r: cases[1] has no \"verdict\""));
+	json_decref(arr);
+	json_decref(run);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -155,6 +257,10 @@ int main(void)
 		cmocka_unit_test(test_mann_whitney),
 		cmocka_unit_test(test_noise_band),
 		cmocka_unit_test(test_verdict_rules),
+		cmocka_unit_test(test_bootstrap),
+		cmocka_unit_test(test_case_digest),
+		cmocka_unit_test(test_json_text),
+		cmocka_unit_test(test_run_validate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

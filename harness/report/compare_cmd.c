@@ -1,0 +1,302 @@
+/* The compare and report commands: two runs, or a run and the history's baseline, side by side. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "compare.h"
+#include "history.h"
+#include "moe.h"
+#include "plot.h"
+#include "results.h"
+
+static void usage_compare(FILE *f)
+{
+	fprintf(f,
+		"usage: moebench compare BASE NEW [--phases LIST] [--alpha A] [--threshold PCT] [--noise PCT] [--force]\n"
+		"                        [--band-runs N] [--baseline-runs N] [--json FILE] [--markdown FILE] [--db FILE]\n"
+		"BASE and NEW are results folders, run.json files (schema %s, checked before use), or\n"
+		"history:RUN_ID, history:last-good or history:baseline from the history (--db). history:baseline is\n"
+		"the pinned run (moebench history pin), else per case and phase the run whose median is the median of\n"
+		"the last --baseline-runs (%d) good runs of NEW's environment, from the newest accepted one on.\n"
+		"Cases are matched by name and parameter digest (run.json's cases[].digest: the resolved parameters\n"
+		"but iters, warmup, check, tolerance and timeout); the same name with other parameters is not\n"
+		"comparable. Per case and phase (LIST of route, dispatch, expert, combine, tp_merge, fetch_wait,\n"
+		"total): medians, change, Mann-Whitney U p-value, 95%% bootstrap interval of the ratio of medians, and\n"
+		"a verdict: slower or faster when p < alpha, |change| >= threshold and the whole interval clears\n"
+		"1 +- threshold/2; else noisy when the interval is wider than noise; else same.\n"
+		"Noise band: when the history holds at least %d good runs of the environment, the medians of the last\n"
+		"N (--band-runs, 0 turns it off) give each case and phase its run-to-run noise, 3 sqrt(2) x 1.4826\n"
+		"MAD / median; the threshold becomes the larger of the two, and a significant change inside the band\n"
+		"is noisy, not slower.\n"
+		"Every case of either run is compared or named on stderr, one line per reason: failed, errored,\n"
+		"skipped or not verified (check = off) in a run, missing from one, parameters differ, no samples;\n"
+		"each regression too.\n"
+		"Defaults: --phases total, --alpha 0.01, --threshold 3, --noise 20, --band-runs 10, --baseline-runs 10,\n"
+		"--db results/history.db (a --db given must exist; it is only read).\n"
+		"Exit: 0 every case compared and none slower; 1 a regression, everything compared; 4 incomplete: a\n"
+		"case not compared, or nothing compared (whatever the regressions); 2 usage, an unknown phase, an\n"
+		"unreadable or invalid run, a missing history, different environments.\n",
+		MOE_SCHEMA, MOE_BASELINE_RUNS, MOE_BAND_MIN_RUNS);
+}
+
+static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
+{
+	json_t *eb = json_object_get(base, "env"), *en = json_object_get(neww, "env");
+	char sum[256];
+	moe_compare_summary(sum, sizeof(sum), rep);
+	fprintf(f, "# moebench comparison: %s\n\n", sum);
+	fprintf(f, "| | base | new |\n|---|---|---|\n");
+	static const char *const keys[] = {"run_id", "git_commit", "host",	    "cpu", "kernel", "gpu", "driver",
+					   "date",   "topology",   "placement_summary"};
+	for (size_t i = 0; i < MOE_ARRAY_SIZE(keys); i++) {
+		json_t *a = json_object_get(eb, keys[i]), *b = json_object_get(en, keys[i]);
+		if (!i) {
+			a = json_object_get(base, "run_id");
+			b = json_object_get(neww, "run_id");
+		}
+		fprintf(f, "| %s | %s | %s |\n", keys[i], a ? json_string_value(a) : "", b ? json_string_value(b) : "");
+	}
+	fprintf(f, "\n| case | phase | base p50 (µs) | new p50 (µs) | change | p-value | 95%% CI of ratio | noise band | verdict |\n");
+	fprintf(f, "|---|---|---|---|---|---|---|---|---|\n");
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(rep, "rows"), i, r)
+	{
+		const char *v = json_string_value(json_object_get(r, "verdict"));
+		double band = json_number_value(json_object_get(r, "band_pct"));
+		char bs[16] = "–";
+		if (band > 0)
+			snprintf(bs, sizeof(bs), "±%.1f%%", band);
+		fprintf(f, "| %s | %s | %.1f | %.1f | %+.1f%% | %.2g | [%.3f, %.3f] | %s | %s%s%s |\n",
+			json_string_value(json_object_get(r, "case")), json_string_value(json_object_get(r, "phase")),
+			json_number_value(json_object_get(r, "base_p50_us")), json_number_value(json_object_get(r, "new_p50_us")),
+			json_number_value(json_object_get(r, "change_pct")), json_number_value(json_object_get(r, "p_value")),
+			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")), bs,
+			!strcmp(v, "slower") ? "**" : "", v, !strcmp(v, "slower") ? "**" : "");
+	}
+	if (json_array_size(json_object_get(rep, "problems"))) {
+		fprintf(f, "\n## Not compared\n\n");
+		json_array_foreach(json_object_get(rep, "problems"), i, r)
+		fprintf(f, "- %s: %s\n", json_string_value(json_object_get(r, "case")),
+			json_string_value(json_object_get(r, "reason")));
+	}
+	fprintf(f, "\n%s.\n", sum);
+}
+
+/* report: the comparison, the environment and the plots of NEW in one Markdown page. */
+static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, const char *md_path)
+{
+	char dir[1024], plots[1100], err[512];
+	snprintf(dir, sizeof(dir), "%s", md_path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, sizeof(dir), ".");
+	snprintf(plots, sizeof(plots), "%s/plots", dir);
+	int drew = new_dir && moe_plot_run(new_dir, plots, NULL, err, sizeof(err)) == 0;
+	if (new_dir && !drew)
+		fprintf(stderr, "moebench: report: plots not drawn: %s\n", err);
+	FILE *f = fopen(md_path, "w");
+	if (!f) {
+		fprintf(stderr, "moebench: report: cannot write %s\n", md_path);
+		return -1;
+	}
+	markdown(f, rep, base, neww);
+	if (drew) {
+		static const char *const names[] = {"latency", "phases", "cdf"};
+		fprintf(f, "\n## Plots of the new run\n\n");
+		for (size_t i = 0; i < MOE_ARRAY_SIZE(names); i++) {
+			char png[1200];
+			snprintf(png, sizeof(png), "%s/%s.png", plots, names[i]);
+			struct stat sb;
+			if (stat(png, &sb) == 0)
+				fprintf(f, "![%s](plots/%s.png)\n\n", names[i], names[i]);
+		}
+	}
+	fclose(f);
+	printf("# report: %s\n", md_path);
+	return 0;
+}
+
+int moe_cmd_report(int argc, char **argv)
+{
+	if (argc < 3 || !strcmp(argv[1], "--help")) {
+		fprintf(argc < 3 ? stderr : stdout,
+			"usage: moebench report BASE NEW [--out FILE.md] [compare options]\n"
+			"A Markdown page for a review: the environment of both runs, the comparison table (moebench\n"
+			"compare) and the plots of NEW, drawn next to the page (default report.md in NEW's folder).\n");
+		return argc < 3 ? MOE_EXIT_USAGE : 0;
+	}
+	/* compare's options, plus --out; the page is written by compare's --markdown path */
+	char **av = moe_xcalloc((size_t)argc + 3, sizeof(char *));
+	int ac = 0;
+	const char *out = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			out = argv[++i];
+		else
+			av[ac++] = argv[i];
+	}
+	char def[1100];
+	if (!out) {
+		struct stat sb;
+		if (stat(argv[2], &sb) == 0 && S_ISDIR(sb.st_mode))
+			snprintf(def, sizeof(def), "%s/report.md", argv[2]);
+		else
+			snprintf(def, sizeof(def), "report.md");
+		out = def;
+	}
+	av[ac++] = "--report-page";
+	av[ac++] = (char *)out;
+	int rc = moe_cmd_compare(ac, av);
+	free(av);
+	return rc;
+}
+
+/* stderr, one line per reason: every problem and every regression. */
+static void reasons(json_t *rep)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(rep, "problems"), i, r)
+	fprintf(stderr, "moebench: compare: %s: %s\n", json_string_value(json_object_get(r, "case")),
+		json_string_value(json_object_get(r, "reason")));
+	json_array_foreach(json_object_get(rep, "rows"), i, r) if (!strcmp(json_string_value(json_object_get(r, "verdict")),
+									  "slower"))
+	{
+		char nm[300];
+		moe_oneline(nm, sizeof(nm), json_string_value(json_object_get(r, "case")));
+		fprintf(stderr, "moebench: compare: %s: %s slower by %+.1f%% (regression)\n", nm,
+			json_string_value(json_object_get(r, "phase")), json_number_value(json_object_get(r, "change_pct")));
+	}
+}
+
+/* --json and --markdown; 0 or -1 with the error printed. */
+static int write_outputs(json_t *rep, json_t *base, json_t *neww, const char *json_out, const char *md_out)
+{
+	int rc = 0;
+	if (json_out) {
+		char *s = json_dumps(rep, JSON_INDENT(1));
+		if (!s || moe_write_atomic(json_out, s, strlen(s))) {
+			fprintf(stderr, "moebench: compare: cannot write %s: %s\n", json_out, strerror(errno));
+			rc = -1;
+		}
+		free(s);
+	}
+	if (md_out) {
+		FILE *f = fopen(md_out, "w");
+		if (f)
+			markdown(f, rep, base, neww);
+		if (!f || ferror(f) | fclose(f)) {
+			fprintf(stderr, "moebench: compare: cannot write %s: %s\n", md_out, strerror(errno));
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+struct compare_args {
+	const char *json_out, *md_out, *db_path, *page;
+	int band_runs, baseline_runs, db_given;
+};
+
+static int parse_compare(int argc, char **argv, struct moe_compare_opts *o, struct compare_args *a)
+{
+	static const struct option lo[] = {
+		{"phases", required_argument, NULL, 'p'}, {"alpha", required_argument, NULL, 'a'},
+		{"threshold", required_argument, NULL, 't'}, {"noise", required_argument, NULL, 'n'},
+		{"force", no_argument, NULL, 'f'}, {"json", required_argument, NULL, 'j'},
+		{"markdown", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
+		{"report-page", required_argument, NULL, 'R'}, {"band-runs", required_argument, NULL, 'b'},
+		{"baseline-runs", required_argument, NULL, 'B'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p': o->phases = optarg; break;
+		case 'a': o->alpha = atof(optarg); break;
+		case 't': o->threshold = atof(optarg); break;
+		case 'n': o->noise = atof(optarg); break;
+		case 'f': o->force = 1; break;
+		case 'j': a->json_out = optarg; break;
+		case 'm': a->md_out = optarg; break;
+		case 'd': a->db_path = optarg, a->db_given = 1; break;
+		case 'R': a->page = optarg; break;
+		case 'b': a->band_runs = atoi(optarg); break;
+		case 'B': a->baseline_runs = atoi(optarg); break;
+		case 'h': usage_compare(stdout); return 0;
+		default: usage_compare(stderr); return MOE_EXIT_USAGE;
+		}
+	}
+	char list[256];
+	snprintf(list, sizeof(list), "%s", o->phases);
+	for (char *save = NULL, *ph = strtok_r(list, ",", &save); ph; ph = strtok_r(NULL, ",", &save))
+		if (!moe_phase_known(ph)) {
+			char pn[100];
+			moe_oneline(pn, sizeof(pn), ph);
+			fprintf(stderr, "moebench: compare: --phases: unknown phase '%s' (route, dispatch, expert, combine, "
+					"tp_merge, fetch_wait, total)\n", pn);
+			return MOE_EXIT_USAGE;
+		}
+	struct stat sb;
+	if (a->db_given && stat(a->db_path, &sb) != 0) {
+		fprintf(stderr, "moebench: compare: %s: no such history file (only `history record` creates one)\n",
+			a->db_path);
+		return MOE_EXIT_USAGE;
+	}
+	if (argc - optind != 2 || !(o->alpha > 0 && o->alpha < 1) || o->threshold < 0 || o->noise <= 0 ||
+	    a->band_runs < 0 || a->baseline_runs < 1 || !*o->phases) {
+		usage_compare(stderr);
+		return MOE_EXIT_USAGE;
+	}
+	return -1;
+}
+
+int moe_cmd_compare(int argc, char **argv)
+{
+	struct moe_compare_opts o = {.alpha = 0.01, .threshold = 3.0, .noise = 20.0, .phases = "total"};
+	struct compare_args a = {.db_path = "results/history.db", .band_runs = 10, .baseline_runs = MOE_BASELINE_RUNS};
+	int rc = parse_compare(argc, argv, &o, &a);
+	if (rc >= 0)
+		return rc;
+	char err[1024];
+	/* NEW first: history:baseline is made of runs of NEW's environment */
+	json_t *neww = moe_history_load(argv[optind + 1], a.db_path, NULL, 0, err, sizeof(err), &rc), *base = NULL,
+	       *rep = NULL;
+	if (!neww || !(base = moe_history_load(argv[optind], a.db_path, neww, a.baseline_runs, err, sizeof(err), &rc))) {
+		fprintf(stderr, "moebench: compare: %s\n", err);
+		goto out;
+	}
+	if (a.band_runs && json_object_get(base, "bands"))
+		o.bands = json_incref(json_object_get(base, "bands"));
+	else if (a.band_runs)
+		o.bands = moe_history_bands(a.db_path, base, a.band_runs);
+	rc = MOE_EXIT_USAGE;
+	if (!(rep = moe_compare_runs(base, neww, &o, err, sizeof(err)))) {
+		fprintf(stderr, "moebench: compare: %s\n", err);
+		goto out;
+	}
+	moe_compare_print(stdout, rep);
+	reasons(rep);
+	rc = moe_compare_exit(rep);
+	int wr = write_outputs(rep, base, neww, a.json_out, a.md_out);
+	if (a.page) {
+		struct stat sb;
+		const char *nd = stat(argv[optind + 1], &sb) == 0 && S_ISDIR(sb.st_mode) ? argv[optind + 1] : NULL;
+		wr |= report(rep, base, neww, nd, a.page);
+	}
+	if (wr && rc == MOE_EXIT_OK)
+		rc = MOE_EXIT_FAIL;
+out:
+	json_decref(o.bands);
+	json_decref(base);
+	json_decref(neww);
+	json_decref(rep);
+	return rc;
+}
