@@ -98,12 +98,9 @@ static void usage(FILE *f)
 		"                                   to check that compare flags a slowdown)\n"
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
-		"exit codes: 0 ok, 1 mismatch (compare: a regression), 2 usage or scenario error, 3 a rank crashed, hung or
-"
-		"timed out, 4 compare: not every case compared, 77 nothing runnable here.
-"
-		"Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv (docs/RESULTS.md).
-");
+		"exit codes: 0 ok, 1 mismatch (compare: a regression), 2 usage or scenario error, 3 a rank crashed, hung or\n"
+		"timed out, 4 compare: not every case compared, 77 nothing runnable here.\n"
+		"Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv (docs/RESULTS.md).\n");
 }
 
 enum {
