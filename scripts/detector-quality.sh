@@ -24,7 +24,7 @@ for i in $(seq 1 "$B"); do
 done
 fa=(0 0)
 det=(0 0)
-modes=("--band-runs 0" "--band-runs $B --db $W/h.db")
+modes=("--band-runs 0" "--band-runs $B --baseline-runs $B --db $W/h.db")
 for i in $(seq 1 "$N"); do
   a=$(run "a$i")
   b=$(run "b$i")
@@ -33,16 +33,18 @@ for i in $(seq 1 "$N"); do
   c=$(run "c$i" --inject-delay "$PHASE:$d")
   for m in 0 1; do
     # shellcheck disable=SC2086
-    "$M" compare "$a" "$b" --phases "total,$PHASE" ${modes[$m]} >"$W/same$i.$m.txt" 2>&1
+    base=$a
+    [ "$m" = 1 ] && base=history:baseline
+    "$M" compare "$base" "$b" --phases "total,$PHASE" ${modes[$m]} >"$W/same$i.$m.txt" 2>&1
     grep -q ' slower$' "$W/same$i.$m.txt" && fa[m]=$((fa[m] + 1))
     # shellcheck disable=SC2086
-    "$M" compare "$a" "$c" --phases "$PHASE" ${modes[$m]} >"$W/slow$i.$m.txt" 2>&1
+    "$M" compare "$base" "$c" --phases "$PHASE" ${modes[$m]} >"$W/slow$i.$m.txt" 2>&1
     grep -q " $PHASE .* slower$" "$W/slow$i.$m.txt" && det[m]=$((det[m] + 1))
   done
 done
 bands=$(grep -h "^one\|^[a-z]" "$W/slow1.1.txt" | awk '{print $(NF-1)}' | tr '\n' ' ')
 for m in 0 1; do
-  what=$([ "$m" = 0 ] && echo "pair alone" || echo "with the noise band of $B earlier runs (band: $bands)")
+  what=$([ "$m" = 0 ] && echo "pair alone" || echo "against the history baseline of $B earlier runs, with their noise band (band: $bands)")
   echo "$what:"
   echo "  identical pairs: $N, flagged slower: ${fa[m]} (false-alarm rate $((100 * fa[m] / N)) %)"
   echo "  pairs with a $PCT % slowdown planted in $PHASE: $N, flagged slower in $PHASE: ${det[m]} (detection rate $((100 * det[m] / N)) %)"
