@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .carry
 mkdir -p .carry/lib .carry/bin
-cp build/moebench .carry/bin/
-[ -x build/tests/test_cuda_kernels ] && cp build/tests/test_cuda_kernels .carry/bin/
+B=${BUILD:-build} # the build folder to bundle
+cp "$B/moebench" .carry/bin/
+[ -x "$B/tests/test_cuda_kernels" ] && cp "$B/tests/test_cuda_kernels" .carry/bin/
 for b in .carry/bin/*; do
   ldd "$b" | awk '/=> \//{print $3}'
 done | sort -u | while read -r lib; do
