@@ -51,7 +51,8 @@ mk unchecked "one['params']['check'] = 'off'"
 cmp_ "$OUT/unchecked.json" "$OUT/unchecked.json"
 check "an unverified case (check = off) is not a pass: exit 4" test $? -eq 4
 check "named, once per run" test "$(grep -c 'one: not verified in \(BASE\|NEW\) (check = off)' "$OUT/e.txt")" -eq 2
-check "its timings are still compared" grep -q "^one .* same$" "$OUT/o.txt"
+# a run against itself is same, or noisy when the loaded machine spread its iterations wide
+check "its timings are still compared" grep -q "^one .* \(same\|noisy\)$" "$OUT/o.txt"
 # six cases that all failed verification: six lines and exit 4, not "2 regressions"
 mk six "d['cases'] = [dict(copy.deepcopy(one), name='c%d' % i, digest='%016x' % i) for i in range(6)]"
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); [c.update(verdict='mismatch', reason='rank 0 token 3 wrong') for c in d['cases']]; json.dump(d, open(sys.argv[2],'w'))" \
