@@ -96,7 +96,11 @@ static void usage(FILE *f)
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
 		"exit codes: 0 ok, 1 mismatch, 2 usage or scenario error, 3 a rank crashed, hung or timed out,\n"
-		"77 nothing runnable here. Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv.\n");
+		"4 incomplete (an output could not be written whole: full disk, file-size limit; stderr names it),\n"
+		"77 nothing runnable here, 128+N interrupted by signal N (129 SIGHUP, 130 SIGINT, 143 SIGTERM;\n"
+		"the cases that finished are saved, run.json says interrupted). Results: DIR/RUN-ID/run.json,\n"
+		"cases.tsv, samples.tsv, ranks.tsv (case names with tabs, newlines or control bytes escaped as \\t,\n"
+		"\\n, \\xHH). Every output is written to a temp file and renamed once whole.\n");
 }
 
 enum {
@@ -459,9 +463,10 @@ static int cmd_plot(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s/%s", out, id ? id + 1 : idbuf);
 		} else
 			snprintf(dir, sizeof(dir), "%s", out);
-		if (moe_plot_run(run, dir, NULL, err, sizeof(err))) {
+		int pr = moe_plot_run(run, dir, NULL, err, sizeof(err));
+		if (pr) {
 			fprintf(stderr, "moebench: plot %s: %s\n", run, err);
-			rc = MOE_EXIT_FAIL;
+			rc = pr == MOE_PLOT_REFUSED ? MOE_EXIT_USAGE : MOE_EXIT_FAIL;
 		} else
 			printf("# plots of %s: %s/\n", run, dir);
 	}
@@ -476,19 +481,20 @@ static int cmd_plot(int argc, char **argv)
 			else
 				snprintf(dir, sizeof(dir), ".");
 		}
-		if (moe_plot_trend(trend, dir, NULL, err, sizeof(err))) {
+		int pr = moe_plot_trend(trend, dir, NULL, err, sizeof(err));
+		if (pr) {
 			fprintf(stderr, "moebench: plot --trend %s: %s\n", trend, err);
-			rc = MOE_EXIT_FAIL;
+			rc = pr == MOE_PLOT_REFUSED ? MOE_EXIT_USAGE : MOE_EXIT_FAIL;
 		} else
 			printf("# trend of %s: %s/\n", trend, dir);
 	}
 	return rc;
 }
 
+/* The signal's number: the run ends with 128 + it, after saving what finished */
 static void on_signal(int sig)
 {
-	(void)sig;
-	moe_interrupted = 1;
+	moe_interrupted = sig;
 }
 
 /* The first line of a file (driver version, GPU model), or "" */
@@ -632,6 +638,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	char run_id[64], dir[4096];
@@ -666,6 +673,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	json_object_set(run, "env", env);
 	json_object_set(run, "cases", jcases);
 	FILE *out = o->quiet || o->json_stdout ? NULL : stdout;
+	char werr[4600] = "";
 	int any_rank = 0, any_mismatch = 0, any_usage = 0, nskip = 0, printed_header = 0;
 	double t0 = moe_now_us();
 	for (int i = 0; i < cases->n && !moe_interrupted; i++) {
@@ -713,14 +721,17 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 		any_usage |= r == MOE_EXIT_USAGE;
 		nskip += r == MOE_EXIT_SKIP;
 		/* results so far are on disk after every case: a later crash loses nothing */
-		moe_results_write(dir, run);
+		if (moe_results_write(dir, run, werr, sizeof(werr)))
+			fprintf(stderr, "moebench: cannot save the results so far: %s\n", werr);
 	}
 	int inv_failed = 0;
 	json_t *inv = moe_invariants_check(jcases, &inv_failed);
 	json_object_set_new(run, "invariants", inv);
 	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
 	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
-	int wrc = moe_results_write(dir, run);
+	int wrc = moe_results_write(dir, run, werr, sizeof(werr));
+	if (wrc)
+		fprintf(stderr, "moebench: results NOT saved: %s (exit %d: incomplete)\n", werr, MOE_EXIT_INCOMPLETE);
 	if (out) {
 		size_t ii;
 		json_t *iv;
@@ -732,9 +743,22 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 			free(names);
 		}
 		fprintf(out, "# invariants: %zu checked, %d failed\n", json_array_size(inv), inv_failed);
-		moe_results_footer(out, jcases);
-		fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
+		/* OK only once run.json is whole on disk: a nightly reads the file, not this line */
+		if (wrc)
+			fprintf(out, "# INCOMPLETE: results not saved: %s\n", werr);
+		else
+			moe_results_footer(out, jcases);
+		if (moe_interrupted)
+			fprintf(out, "# INTERRUPTED by signal %d (%s) after %zu of %d cases\n", (int)moe_interrupted,
+				strsignal((int)moe_interrupted), json_array_size(jcases), cases->n);
+		if (!wrc)
+			fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
+		if (fflush(out) || ferror(out))
+			fprintf(stderr, "moebench: writing the table to stdout: %s\n", strerror(errno));
 	}
+	if (moe_interrupted)
+		fprintf(stderr, "moebench: interrupted by signal %d (%s); %s\n", (int)moe_interrupted,
+			strsignal((int)moe_interrupted), wrc ? "results NOT saved" : "the cases that finished are saved");
 	if (o->json_stdout) {
 		char *s = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		if (s)
@@ -752,12 +776,14 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	json_decref(run);
 	hwloc_topology_destroy(topo);
 	if (moe_interrupted)
-		return MOE_EXIT_RANK;
+		return 128 + (int)moe_interrupted;
+	if (wrc)
+		return MOE_EXIT_INCOMPLETE;
 	if (any_rank)
 		return MOE_EXIT_RANK;
 	if (any_usage)
 		return MOE_EXIT_USAGE;
-	if (any_mismatch || inv_failed || wrc)
+	if (any_mismatch || inv_failed)
 		return MOE_EXIT_FAIL;
 	if (nskip == cases->n)
 		return MOE_EXIT_SKIP;
@@ -781,6 +807,7 @@ int main(int argc, char **argv)
 		return MOE_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
+	moe_out_signals(); /* a file-size limit is a write error naming the file, not a silent SIGXFSZ death */
 	if (!strcmp(cmd, "__rank"))
 		return moe_rank_main();
 	if (!strcmp(cmd, "run"))

@@ -21,6 +21,9 @@ enum moe_status {
 #define MOE_EXIT_FAIL 1
 #define MOE_EXIT_USAGE 2
 #define MOE_EXIT_RANK 3
+#ifndef MOE_EXIT_INCOMPLETE
+#define MOE_EXIT_INCOMPLETE 4 /* something was not checked, compared or saved: the results are not whole */
+#endif
 #define MOE_EXIT_SKIP 77
 
 /* Logging: library code logs to stderr through these, never to stdout. */

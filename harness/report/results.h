@@ -5,12 +5,13 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "outfile.h"
+
 #define MOE_SCHEMA "moebench.run/1"
 
-/* Write text atomically: a temporary file in the same folder, fsync, rename. Returns 0 or -1 (errno). */
-int moe_write_atomic(const char *path, const char *text, size_t len);
-/* run.json, cases.tsv and samples.tsv into dir. Returns 0 or -1 with a message logged. */
-int moe_results_write(const char *dir, json_t *run);
+/* run.json, cases.tsv, samples.tsv and ranks.tsv into dir, each through the checked writer (whole or not at
+ * all). Returns 0, or -1 with the first failure ("PATH: reason") in err; the other files are still tried. */
+int moe_results_write(const char *dir, json_t *run, char *err, size_t errlen);
 /* The text table: header, one row per case, footer. */
 void moe_results_header(FILE *f, json_t *env);
 void moe_results_row(FILE *f, json_t *case_json);
