@@ -82,5 +82,12 @@ void *moe_xmalloc(size_t n); /* aborts on failure: only for small bookkeeping */
 void *moe_xcalloc(size_t n, size_t sz);
 char *moe_xstrdup(const char *s);
 double moe_now_us(void); /* CLOCK_MONOTONIC in microseconds */
+/* One value on one line of the launcher-to-rank text: '\\', newline and CR escaped (malloc'd); and back, in place.
+ * A path or name with a newline must not end its line early and plant a line of its own. */
+char *moe_line_escape(const char *in);
+void moe_line_unescape(char *s);
+/* in with every byte that is not part of valid UTF-8 written as \xHH (malloc'd): JSON strings must be UTF-8,
+ * and a name that jansson refuses would otherwise vanish from run.json */
+char *moe_utf8_escape(const char *in);
 
 #endif

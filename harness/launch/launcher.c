@@ -55,14 +55,34 @@ static void kill_all(struct rank_proc *rp, int n, pid_t pgid)
 		}
 }
 
+/* "@key=value\n" with the value escaped onto one line */
+static void text_line(char **s, size_t *n, size_t *cap, const char *key, const char *value)
+{
+	char *v = moe_line_escape(value);
+	size_t need = strlen(key) + strlen(v) + 4;
+	if (*n + need >= *cap) {
+		*cap = 2 * *cap + need;
+		char *t = realloc(*s, *cap);
+		if (!t)
+			abort();
+		*s = t;
+	}
+	*n += (size_t)snprintf(*s + *n, *cap - *n, "@%s=%s\n", key, v);
+	free(v);
+}
+
+/* The case as the rank reads it: the parameters (values escaped by moe_params_serialize), then "@" lines
+ * whose values are escaped here: no name or path can end a line early and add one of its own. */
 static char *case_text(const struct moe_case *c, const struct moe_run_opts *o, int rank)
 {
-	char *params = moe_params_serialize(&c->p);
-	size_t n = strlen(params) + 4 * MOE_PATH_MAX;
-	char *s = moe_xmalloc(n);
-	int k = snprintf(s, n, "%s@name=%s\n@base_dir=%s\n", params, c->name, c->p.base_dir);
-	if (o->inject_rank == rank)
-		k += snprintf(s + k, n - (size_t)k, "@inject=%s:%s\n", o->inject_phase, o->inject_kind);
+	char *s = moe_params_serialize(&c->p), v[MOE_PATH_MAX + MOE_NAME_MAX + 64];
+	size_t n = strlen(s), cap = n + 1;
+	text_line(&s, &n, &cap, "name", c->name);
+	text_line(&s, &n, &cap, "base_dir", c->p.base_dir);
+	if (o->inject_rank == rank) {
+		snprintf(v, sizeof(v), "%s:%s", o->inject_phase, o->inject_kind);
+		text_line(&s, &n, &cap, "inject", v);
+	}
 	if (o->dump_dir) {
 		/* one folder per case: its name with '/' made safe */
 		char safe[MOE_NAME_MAX];
@@ -70,13 +90,17 @@ static char *case_text(const struct moe_case *c, const struct moe_run_opts *o, i
 		for (char *q = safe; *q; q++)
 			if (*q == '/' || *q == ' ')
 				*q = '_';
-		k += snprintf(s + k, n - (size_t)k, "@dump=%s/%s\n", o->dump_dir, safe);
+		snprintf(v, sizeof(v), "%s/%s", o->dump_dir, safe);
+		text_line(&s, &n, &cap, "dump", v);
 	}
-	if (o->delay_phase[0])
-		k += snprintf(s + k, n - (size_t)k, "@delay=%s:%.3f\n", o->delay_phase, o->delay_us);
-	if (o->corrupt_rank == rank)
-		snprintf(s + k, n - (size_t)k, "@corrupt=%lld:%lld\n", o->corrupt_token, o->corrupt_col);
-	free(params);
+	if (o->delay_phase[0]) {
+		snprintf(v, sizeof(v), "%s:%.3f", o->delay_phase, o->delay_us);
+		text_line(&s, &n, &cap, "delay", v);
+	}
+	if (o->corrupt_rank == rank) {
+		snprintf(v, sizeof(v), "%lld:%lld", o->corrupt_token, o->corrupt_col);
+		text_line(&s, &n, &cap, "corrupt", v);
+	}
 	return s;
 }
 
@@ -264,8 +288,12 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 	int n = (int)(p->dp * p->tp), outcome = MOE_EXIT_OK, reported = 0;
 	json_t *cj = json_object();
 	*case_json = cj;
-	json_object_set_new(cj, "name", json_string(c->name));
-	json_object_set_new(cj, "file", json_string(c->file));
+	/* a name or file that is not valid UTF-8 is kept, its odd bytes as \xHH: json_string would refuse it */
+	char *name8 = moe_utf8_escape(c->name), *file8 = moe_utf8_escape(c->file);
+	json_object_set_new(cj, "name", json_string(name8));
+	json_object_set_new(cj, "file", json_string(file8));
+	free(name8);
+	free(file8);
 	json_object_set_new(cj, "line", json_integer(c->line));
 	json_t *params = json_object();
 	for (size_t i = 0; i < moe_nopts; i++) {

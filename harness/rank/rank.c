@@ -192,6 +192,7 @@ static int parse_case(struct rank_run *r, char *text)
 				continue;
 			*eq = 0;
 			const char *k = line + 1, *v = eq + 1;
+			moe_line_unescape(eq + 1);
 			if (!strcmp(k, "name"))
 				snprintf(r->name, sizeof(r->name), "%s", v);
 			else if (!strcmp(k, "base_dir"))
@@ -227,6 +228,7 @@ static int parse_case(struct rank_run *r, char *text)
 		snprintf(key, sizeof(key), "%s", line);
 		for (char *e = key + strlen(key); e > key && (e[-1] == ' ' || e[-1] == '\t');)
 			*--e = 0;
+		moe_line_unescape(eq + 1);
 		if (moe_param_set(&r->p, key, eq + 1, err, sizeof(err))) {
 			moe_err("case text: %s: %s", key, err);
 			return MOE_ERR_USAGE;
