@@ -790,6 +790,26 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	return MOE_EXIT_OK;
 }
 
+/* OpenBLAS starts its thread pool when the library loads, before main: a launcher that forks with that pool
+ * alive can hang in fork() under a memory limit (ulimit -v) and ignores SIGTERM there. The launcher needs no
+ * BLAS threads, so run re-executes itself once with OPENBLAS_NUM_THREADS=1 and keeps the user's value in
+ * MOEBENCH_USER_BLAS_THREADS; the launcher puts it back for the ranks (launcher.c, child). */
+static void launcher_without_blas_threads(char **argv)
+{
+	const char *u = getenv("OPENBLAS_NUM_THREADS");
+	if (getenv("MOEBENCH_USER_BLAS_THREADS") || (u && !strcmp(u, "1")))
+		return;
+	setenv("MOEBENCH_USER_BLAS_THREADS", u ? u : "", 1);
+	setenv("OPENBLAS_NUM_THREADS", "1", 1);
+	execv("/proc/self/exe", argv);
+	moe_debug("re-exec without BLAS threads: %s", strerror(errno)); /* carry on with the pool */
+	unsetenv("MOEBENCH_USER_BLAS_THREADS");
+	if (u)
+		setenv("OPENBLAS_NUM_THREADS", u, 1);
+	else
+		unsetenv("OPENBLAS_NUM_THREADS");
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct moe_run_opts o;
@@ -810,8 +830,10 @@ int main(int argc, char **argv)
 	moe_out_signals(); /* a file-size limit is a write error naming the file, not a silent SIGXFSZ death */
 	if (!strcmp(cmd, "__rank"))
 		return moe_rank_main();
-	if (!strcmp(cmd, "run"))
+	if (!strcmp(cmd, "run")) {
+		launcher_without_blas_threads(argv);
 		return cmd_run(argc - 1, argv + 1);
+	}
 	if (!strcmp(cmd, "list"))
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(cmd, "topo"))

@@ -272,3 +272,43 @@ char *moe_tsv_escape(const char *in, char *out, size_t n)
 	out[k] = 0;
 	return out;
 }
+
+FILE *moe_open_input(const char *path, long long max_bytes, char *err, size_t errlen)
+{
+	struct stat st;
+	/* O_NONBLOCK: opening a FIFO with no writer would block forever before fstat could say what it is */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		say(err, errlen, path, errno);
+		return NULL;
+	}
+	if (fstat(fd, &st)) {
+		say(err, errlen, path, errno);
+		close(fd);
+		return NULL;
+	}
+	const char *what = S_ISREG(st.st_mode)    ? NULL
+			   : S_ISDIR(st.st_mode)  ? "a folder"
+			   : S_ISFIFO(st.st_mode) ? "a FIFO"
+			   : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+			   : S_ISSOCK(st.st_mode) ? "a socket"
+						  : "not a regular file";
+	if (what || (max_bytes > 0 && st.st_size > max_bytes)) {
+		if (err && errlen) {
+			if (what)
+				snprintf(err, errlen, "%s: is %s, not a regular file; refused", path, what);
+			else
+				snprintf(err, errlen, "%s: %lld bytes, more than the limit of %lld; refused", path,
+					 (long long)st.st_size, max_bytes);
+		}
+		close(fd);
+		return NULL;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		say(err, errlen, path, errno);
+		close(fd);
+	}
+	return f;
+}

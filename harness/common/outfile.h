@@ -1,4 +1,5 @@
-/* The one checked writer for every output file: a temp file beside the target, every write checked, fsync, rename. */
+/* Checked file I/O: the one writer for every output file (temp file beside the target, every write checked, fsync,
+ * rename) and the opener of input files that refuses FIFOs, devices and oversized files. */
 #ifndef MOE_OUTFILE_H
 #define MOE_OUTFILE_H
 
@@ -51,6 +52,13 @@ int moe_out_install(const char *tmp, const char *path, char *err, size_t errlen)
  * Returns 0, or -1 (errno EINVAL) for a path holding a control character and ENAMETOOLONG when n is short.
  */
 int moe_safe_path_arg(const char *path, char *out, size_t n);
+
+/*
+ * Open an input file (scenario, trace) for reading, refusing what is not a regular file — a FIFO would block
+ * forever, /dev/zero would never end — and one over max_bytes (0: no limit). Returns the stream, or NULL with
+ * err naming the path and the reason.
+ */
+FILE *moe_open_input(const char *path, long long max_bytes, char *err, size_t errlen);
 
 /* SIGXFSZ ignored (a file-size limit becomes EFBIG from write, reported with the path). */
 void moe_out_signals(void);

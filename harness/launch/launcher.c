@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -129,6 +130,19 @@ static void child(const char *exe, int rank, int nranks, int sock, int shm, pid_
 	snprintf(v, sizeof(v), "%d", shm);
 	setenv("MOEBENCH_SHM_FD", v, 1);
 	setenv("NCCL_NVLS_ENABLE", "0", 1); /* NVLink multicast stays off on shared hosts */
+	const char *blas = getenv("MOEBENCH_USER_BLAS_THREADS"); /* the user's, kept aside by main for the ranks */
+	struct rlimit as;
+	if (blas) {
+		/* under an address-space limit a pool thread that cannot get its ~128 MiB buffer spins in OpenBLAS
+		 * forever (and the rank's exit waits for it): one thread unless the user chose otherwise */
+		if (blas[0])
+			setenv("OPENBLAS_NUM_THREADS", blas, 1);
+		else if (!getrlimit(RLIMIT_AS, &as) && as.rlim_cur != RLIM_INFINITY)
+			setenv("OPENBLAS_NUM_THREADS", "1", 1);
+		else
+			unsetenv("OPENBLAS_NUM_THREADS");
+		unsetenv("MOEBENCH_USER_BLAS_THREADS");
+	}
 	if (plan->ranks[rank].gpu >= 0) {
 		/* CUDA numbers devices in PCI bus order like the plan does */
 		setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);

@@ -11,6 +11,11 @@
 #include <string.h>
 
 #include "moe.h"
+#include "outfile.h"
+#include "workload.h"
+
+/* a scenario is hand-written text: 256 MiB is far past any real one and bounds what a wrong file costs */
+#define MOE_SCENARIO_MAX_BYTES (256LL << 20)
 
 struct entry {
 	char section[MOE_NAME_MAX];
@@ -297,13 +302,26 @@ static void where(char *buf, size_t len, const char *path, const struct entry *e
 		snprintf(buf, len, "--set %s", e->key);
 }
 
+/* A trace must be a regular file of bounded size: said here, at load time, rather than by every rank */
+static int trace_unreadable(const char *path, char *err, size_t errlen)
+{
+	char why[400];
+	FILE *f = moe_open_input(path, MOE_TRACE_MAX_BYTES, why, sizeof(why));
+	if (!f) {
+		snprintf(err, errlen, "trace file %s", why);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
 /* A relative trace path resolves against the scenario's folder and must stay inside it (an absolute path
  * is the user's explicit choice). Returns 0 when fine, else -1 with the reason. */
 static int trace_outside(const struct moe_params *p, char *err, size_t errlen)
 {
 	const char *t = p->routing.trace;
 	if (t[0] == '/')
-		return 0;
+		return trace_unreadable(t, err, errlen);
 	/* Lexical check first, so a path climbing out is named as such whether or not its target exists. */
 	int depth = 0;
 	for (const char *c = t; *c;) {
@@ -326,6 +344,8 @@ static int trace_outside(const struct moe_params *p, char *err, size_t errlen)
 		snprintf(err, errlen, "trace file '%.200s' (in %.200s): %s", t, p->base_dir, strerror(errno));
 		return -1;
 	}
+	if (trace_unreadable(real, err, errlen))
+		return -1;
 	if (n > 1 && (strncmp(real, p->base_dir, n) || (real[n] != '/' && real[n] != 0))) { /* "/" holds everything */
 	outside:
 		snprintf(err, errlen, "trace file '%.200s' resolves outside the scenario's folder %.200s; give an absolute path to mean it",
@@ -431,9 +451,10 @@ int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe
 {
 	struct parse_state ps = {.path = path};
 	int rc = -1;
-	FILE *f = fopen(path, "r");
+	char why[1024];
+	FILE *f = moe_open_input(path, MOE_SCENARIO_MAX_BYTES, why, sizeof(why));
 	if (!f) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot open scenario %s", why);
 		return -1;
 	}
 	void *stream[2] = {f, &ps};
