@@ -715,6 +715,11 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 		if (out) {
 			moe_results_row(out, cj);
 			fflush(out);
+		} else if (r != MOE_EXIT_OK && r != MOE_EXIT_SKIP) {
+			/* quiet or json: no table, but a case that failed still gets its line on stderr */
+			const char *why = json_string_value(json_object_get(cj, "reason"));
+			fprintf(stderr, "moebench: case %s: %s%s%s\n", c->name,
+				json_string_value(json_object_get(cj, "verdict")), why ? ": " : "", why ? why : "");
 		}
 		any_rank |= r == MOE_EXIT_RANK;
 		any_mismatch |= r == MOE_EXIT_FAIL;
@@ -746,7 +751,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 		/* OK only once run.json is whole on disk: a nightly reads the file, not this line */
 		if (wrc)
 			fprintf(out, "# INCOMPLETE: results not saved: %s\n", werr);
-		else
+		else if (!moe_interrupted) /* an interrupted run is not OK, whatever its finished cases said */
 			moe_results_footer(out, jcases);
 		if (moe_interrupted)
 			fprintf(out, "# INTERRUPTED by signal %d (%s) after %zu of %d cases\n", (int)moe_interrupted,
