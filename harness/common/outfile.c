@@ -220,7 +220,10 @@ int moe_out_install(const char *tmp, const char *path, char *err, size_t errlen)
 		e = errno;
 	if (e) {
 		unlink(tmp);
-		say(err, errlen, path, e);
+		if (e == ENODATA && err && errlen)
+			snprintf(err, errlen, "%s: the program exited 0 but wrote nothing (a full disk?)", path);
+		else
+			say(err, errlen, path, e);
 		errno = e;
 		return -1;
 	}

@@ -271,10 +271,12 @@ int moe_cmd_history(int argc, char **argv)
 			       sqlite3_column_int(st, 5), sqlite3_column_int(st, 6));
 		sqlite3_finalize(st);
 	} else if (!strcmp(verb, "trend")) {
-		FILE *f = out ? fopen(out, "w") : stdout;
-		if (!f) {
-			fprintf(stderr, "moebench: history trend: cannot write %s\n", out);
-			rc = MOE_EXIT_FAIL;
+		char werr[1200];
+		struct moe_outfile *of = out ? moe_out_open(out, werr, sizeof(werr)) : NULL;
+		FILE *f = of ? moe_out_stream(of) : stdout;
+		if (out && !of) {
+			fprintf(stderr, "moebench: history trend: cannot write %s\n", werr);
+			rc = MOE_EXIT_INCOMPLETE;
 		} else {
 			sqlite3_stmt *st;
 			/* a case is marked where its run's comparison found it slower in any phase; runs recorded
@@ -287,13 +289,20 @@ int moe_cmd_history(int argc, char **argv)
 					   -1, &st, NULL);
 			sqlite3_bind_text(st, 1, phase, -1, SQLITE_STATIC);
 			fprintf(f, "# run_id\tunix_time\tcase\tphase\tp50_us\tregression\n");
-			while (sqlite3_step(st) == SQLITE_ROW)
+			while (sqlite3_step(st) == SQLITE_ROW) {
+				/* a tab or newline in a case name must not shift or split the row */
+				char name[4096];
+				const unsigned char *raw = sqlite3_column_text(st, 2);
+				moe_tsv_escape(raw ? (const char *)raw : "", name, sizeof(name));
 				fprintf(f, "%s\t%lld\t%s\t%s\t%.3f\t%d\n", sqlite3_column_text(st, 0),
-					(long long)sqlite3_column_int64(st, 1), sqlite3_column_text(st, 2),
-					sqlite3_column_text(st, 3), sqlite3_column_double(st, 4), sqlite3_column_int(st, 5));
+					(long long)sqlite3_column_int64(st, 1), name, sqlite3_column_text(st, 3),
+					sqlite3_column_double(st, 4), sqlite3_column_int(st, 5));
+			}
 			sqlite3_finalize(st);
-			if (out)
-				fclose(f);
+			if (of && moe_out_commit(of, werr, sizeof(werr))) {
+				fprintf(stderr, "moebench: history trend: cannot write %s\n", werr);
+				rc = MOE_EXIT_INCOMPLETE;
+			}
 		}
 	} else {
 		usage_history(stderr);
@@ -427,11 +436,13 @@ static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, 
 	int drew = new_dir && moe_plot_run(new_dir, plots, NULL, err, sizeof(err)) == 0;
 	if (new_dir && !drew)
 		fprintf(stderr, "moebench: report: plots not drawn: %s\n", err);
-	FILE *f = fopen(md_path, "w");
-	if (!f) {
-		fprintf(stderr, "moebench: report: cannot write %s\n", md_path);
+	char werr[1200];
+	struct moe_outfile *of = moe_out_open(md_path, werr, sizeof(werr));
+	if (!of) {
+		fprintf(stderr, "moebench: report: cannot write %s\n", werr);
 		return -1;
 	}
+	FILE *f = moe_out_stream(of);
 	markdown(f, rep, base, neww);
 	if (drew) {
 		static const char *const names[] = {"latency", "phases", "cdf"};
@@ -444,7 +455,10 @@ static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, 
 				fprintf(f, "![%s](plots/%s.png)\n\n", names[i], names[i]);
 		}
 	}
-	fclose(f);
+	if (moe_out_commit(of, werr, sizeof(werr))) {
+		fprintf(stderr, "moebench: report: cannot write %s\n", werr);
+		return -1;
+	}
 	printf("# report: %s\n", md_path);
 	return 0;
 }
@@ -529,29 +543,36 @@ int moe_cmd_compare(int argc, char **argv)
 		goto out;
 	}
 	moe_compare_print(stdout, rep);
+	int lost = 0; /* an output not written whole: the exit says so (MOE_EXIT_INCOMPLETE), stderr says which */
+	char werr[1200];
 	if (json_out) {
 		char *s = json_dumps(rep, JSON_INDENT(1));
-		if (!s || moe_write_atomic(json_out, s, strlen(s)))
-			fprintf(stderr, "moebench: compare: cannot write %s\n", json_out);
+		if (!s || moe_write_file(json_out, s, strlen(s), werr, sizeof(werr))) {
+			fprintf(stderr, "moebench: compare: cannot write %s\n", s ? werr : json_out);
+			lost = 1;
+		}
 		free(s);
 	}
 	if (md_out) {
-		FILE *f = fopen(md_out, "w");
-		if (f) {
-			markdown(f, rep, base, neww);
-			fclose(f);
-		} else
-			fprintf(stderr, "moebench: compare: cannot write %s\n", md_out);
+		struct moe_outfile *of = moe_out_open(md_out, werr, sizeof(werr));
+		if (of)
+			markdown(moe_out_stream(of), rep, base, neww);
+		if (!of || moe_out_commit(of, werr, sizeof(werr))) {
+			fprintf(stderr, "moebench: compare: cannot write %s\n", werr);
+			lost = 1;
+		}
 	}
 	if (page) {
 		struct stat sb;
 		const char *nd = stat(argv[optind + 1], &sb) == 0 && S_ISDIR(sb.st_mode) ? argv[optind + 1] : NULL;
 		if (report(rep, base, neww, nd, page)) {
-			rc = MOE_EXIT_FAIL;
+			rc = MOE_EXIT_INCOMPLETE;
 			goto out;
 		}
 	}
 	rc = json_integer_value(json_object_get(rep, "regressions")) ? MOE_EXIT_FAIL : MOE_EXIT_OK;
+	if (lost && rc == MOE_EXIT_OK)
+		rc = MOE_EXIT_INCOMPLETE;
 out:
 	json_decref(o.bands);
 	json_decref(base);
