@@ -305,6 +305,7 @@ FILE *moe_open_input(const char *path, long long max_bytes, char *err, size_t er
 					 (long long)st.st_size, max_bytes);
 		}
 		close(fd);
+		errno = what ? EINVAL : EFBIG;
 		return NULL;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);

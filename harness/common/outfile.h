@@ -56,7 +56,7 @@ int moe_safe_path_arg(const char *path, char *out, size_t n);
 /*
  * Open an input file (scenario, trace) for reading, refusing what is not a regular file — a FIFO would block
  * forever, /dev/zero would never end — and one over max_bytes (0: no limit). Returns the stream, or NULL with
- * err naming the path and the reason.
+ * err naming the path and the reason (errno EINVAL: not a regular file, EFBIG: too large, else open's).
  */
 FILE *moe_open_input(const char *path, long long max_bytes, char *err, size_t errlen);
 

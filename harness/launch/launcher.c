@@ -627,7 +627,10 @@ done:
 			json_object_set_new(cj, "verdict", json_string("ok"));
 	} else {
 		json_object_set_new(cj, "verdict", json_string(outcome == MOE_EXIT_SKIP ? "skipped" : "error"));
-		json_object_set_new(cj, "reason", json_string(reason));
+		/* a rank's message may quote bytes of a binary input: kept as \xHH, not dropped by jansson */
+		char *reason8 = moe_utf8_escape(reason);
+		json_object_set_new(cj, "reason", json_string(reason8));
+		free(reason8);
 	}
 	json_object_set_new(cj, "ranks", ranks);
 	json_decref(tp_bad);

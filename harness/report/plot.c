@@ -77,9 +77,13 @@ typedef int (*tsv_row_fn)(char **fields, void *ctx);
  * errno set when the file cannot be read, or fn's nonzero return. */
 static int tsv_scan(const char *path, const struct tsv_want *want, int nwant, tsv_row_fn fn, void *ctx)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
+	char why[PLOT_PATH_MAX + 128];
+	FILE *f = moe_open_input(path, 0, why, sizeof(why)); /* a FIFO or device would block or never end */
+	if (!f) {
+		if (errno == EINVAL)
+			moe_warn("%s", why);
 		return -1;
+	}
 	int idx[16], maxidx = 0, rc = 0, first = 1;
 	char *line = NULL, *fields[16], *all[256];
 	size_t cap = 0;

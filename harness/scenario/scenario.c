@@ -118,6 +118,12 @@ static char *reader(char *str, int num, void *stream)
 	FILE *f = ((void **)stream)[0];
 	int len = 0, c = 0;
 	while (len < num - 1 && (c = getc(f)) != EOF) {
+		if (!c) { /* inih would see the line end there and drop the rest of the line without a word */
+			if (!ps->failed)
+				snprintf(ps->err, sizeof(ps->err), "%s:%d: a NUL byte (binary data?)", ps->path, ps->lineno + 1);
+			ps->failed = 1;
+			return NULL;
+		}
 		str[len++] = (char)c;
 		if (c == '\n')
 			break;
