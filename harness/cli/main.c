@@ -603,6 +603,55 @@ static int mkdir_p(const char *path)
 	return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
+/* After the last case: the invariants, the final run.json, and the table's end. OK is printed only once
+ * run.json is whole on disk (a nightly reads the file, not the line). Returns 0, or -1 when it was not saved. */
+static int finish_run(const struct moe_run_opts *o, json_t *run, json_t *jcases, const char *dir, FILE *out, int ncases,
+		      double t0, int *inv_failed)
+{
+	char werr[4600] = "";
+	json_t *inv = moe_invariants_check(jcases, inv_failed);
+	json_object_set_new(run, "invariants", inv);
+	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
+	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
+	int wrc = moe_results_write(dir, run, werr, sizeof(werr));
+	if (wrc)
+		fprintf(stderr, "moebench: results NOT saved: %s (exit %d: incomplete)\n", werr, MOE_EXIT_INCOMPLETE);
+	if (out) {
+		size_t ii;
+		json_t *iv;
+		json_array_foreach(inv, ii, iv) if (!json_is_true(json_object_get(iv, "passed")))
+		{
+			char *names = json_dumps(json_object_get(iv, "cases"), JSON_COMPACT);
+			fprintf(out, "# invariant FAILED: %s %s: %s\n", json_string_value(json_object_get(iv, "invariant")),
+				names ? names : "", json_string_value(json_object_get(iv, "detail")));
+			free(names);
+		}
+		fprintf(out, "# invariants: %zu checked, %d failed\n", json_array_size(inv), *inv_failed);
+		/* OK only once run.json is whole on disk: a nightly reads the file, not this line */
+		if (wrc)
+			fprintf(out, "# INCOMPLETE: results not saved: %s\n", werr);
+		else if (!moe_interrupted) /* an interrupted run is not OK, whatever its finished cases said */
+			moe_results_footer(out, jcases);
+		if (moe_interrupted)
+			fprintf(out, "# INTERRUPTED by signal %d (%s) after %zu of %d cases\n", (int)moe_interrupted,
+				strsignal((int)moe_interrupted), json_array_size(jcases), ncases);
+		if (!wrc)
+			fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
+		if (fflush(out) || ferror(out))
+			fprintf(stderr, "moebench: writing the table to stdout: %s\n", strerror(errno));
+	}
+	if (moe_interrupted)
+		fprintf(stderr, "moebench: interrupted by signal %d (%s); %s\n", (int)moe_interrupted,
+			strsignal((int)moe_interrupted), wrc ? "results NOT saved" : "the cases that finished are saved");
+	if (o->json_stdout) {
+		char *s = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		if (s)
+			puts(s);
+		free(s);
+	}
+	return wrc ? -1 : 0;
+}
+
 /* run's work once the cases are loaded; cmd_run frees the options and the cases */
 static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases)
 {
@@ -730,46 +779,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 			fprintf(stderr, "moebench: cannot save the results so far: %s\n", werr);
 	}
 	int inv_failed = 0;
-	json_t *inv = moe_invariants_check(jcases, &inv_failed);
-	json_object_set_new(run, "invariants", inv);
-	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
-	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
-	int wrc = moe_results_write(dir, run, werr, sizeof(werr));
-	if (wrc)
-		fprintf(stderr, "moebench: results NOT saved: %s (exit %d: incomplete)\n", werr, MOE_EXIT_INCOMPLETE);
-	if (out) {
-		size_t ii;
-		json_t *iv;
-		json_array_foreach(inv, ii, iv) if (!json_is_true(json_object_get(iv, "passed")))
-		{
-			char *names = json_dumps(json_object_get(iv, "cases"), JSON_COMPACT);
-			fprintf(out, "# invariant FAILED: %s %s: %s\n", json_string_value(json_object_get(iv, "invariant")),
-				names ? names : "", json_string_value(json_object_get(iv, "detail")));
-			free(names);
-		}
-		fprintf(out, "# invariants: %zu checked, %d failed\n", json_array_size(inv), inv_failed);
-		/* OK only once run.json is whole on disk: a nightly reads the file, not this line */
-		if (wrc)
-			fprintf(out, "# INCOMPLETE: results not saved: %s\n", werr);
-		else if (!moe_interrupted) /* an interrupted run is not OK, whatever its finished cases said */
-			moe_results_footer(out, jcases);
-		if (moe_interrupted)
-			fprintf(out, "# INTERRUPTED by signal %d (%s) after %zu of %d cases\n", (int)moe_interrupted,
-				strsignal((int)moe_interrupted), json_array_size(jcases), cases->n);
-		if (!wrc)
-			fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
-		if (fflush(out) || ferror(out))
-			fprintf(stderr, "moebench: writing the table to stdout: %s\n", strerror(errno));
-	}
-	if (moe_interrupted)
-		fprintf(stderr, "moebench: interrupted by signal %d (%s); %s\n", (int)moe_interrupted,
-			strsignal((int)moe_interrupted), wrc ? "results NOT saved" : "the cases that finished are saved");
-	if (o->json_stdout) {
-		char *s = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		if (s)
-			puts(s);
-		free(s);
-	}
+	int wrc = finish_run(o, run, jcases, dir, out, cases->n, t0, &inv_failed);
 	/* results/latest points at the newest run */
 	char link[4096];
 	snprintf(link, sizeof(link), "%s/latest", o->out_dir);
