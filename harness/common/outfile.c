@@ -281,13 +281,13 @@ FILE *moe_open_input(const char *path, long long max_bytes, char *err, size_t er
 	struct stat st;
 	/* O_NONBLOCK: opening a FIFO with no writer would block forever before fstat could say what it is */
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		say(err, errlen, path, errno);
-		return NULL;
-	}
-	if (fstat(fd, &st)) {
-		say(err, errlen, path, errno);
-		close(fd);
+	if (fd < 0 || fstat(fd, &st)) {
+		int e = errno;
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+		if (fd >= 0)
+			close(fd);
+		errno = e;
 		return NULL;
 	}
 	const char *what = S_ISREG(st.st_mode)    ? NULL
@@ -299,9 +299,9 @@ FILE *moe_open_input(const char *path, long long max_bytes, char *err, size_t er
 	if (what || (max_bytes > 0 && st.st_size > max_bytes)) {
 		if (err && errlen) {
 			if (what)
-				snprintf(err, errlen, "%s: is %s, not a regular file; refused", path, what);
+				snprintf(err, errlen, "%s: cannot open: %s, not a regular file", path, what);
 			else
-				snprintf(err, errlen, "%s: %lld bytes, more than the limit of %lld; refused", path,
+				snprintf(err, errlen, "%s: cannot open: %lld bytes, more than the limit of %lld", path,
 					 (long long)st.st_size, max_bytes);
 		}
 		close(fd);

@@ -460,7 +460,7 @@ int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe
 	char why[1024];
 	FILE *f = moe_open_input(path, MOE_SCENARIO_MAX_BYTES, why, sizeof(why));
 	if (!f) {
-		snprintf(err, errlen, "cannot open scenario %s", why);
+		snprintf(err, errlen, "%s", why);
 		return -1;
 	}
 	void *stream[2] = {f, &ps};

@@ -122,7 +122,7 @@ int moe_trace_load(const char *path, int64_t experts, struct moe_trace *tr, char
 	char why[1024];
 	FILE *f = moe_open_input(path, MOE_TRACE_MAX_BYTES, why, sizeof(why));
 	if (!f) {
-		snprintf(err, errlen, "trace %s", why);
+		snprintf(err, errlen, "%s", why);
 		return -1;
 	}
 	char line[65536];
