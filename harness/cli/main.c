@@ -99,8 +99,12 @@ static void usage(FILE *f)
 		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
 		"\n"
 		"exit codes: 0 ok, 1 mismatch (compare: a regression), 2 usage or scenario error, 3 a rank crashed, hung or\n"
-		"timed out, 4 compare: not every case compared, 77 nothing runnable here.\n"
-		"Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv (docs/RESULTS.md).\n");
+		"timed out, 4 incomplete (compare: not every case compared; run: an output could not be written whole,\n"
+		"full disk or file-size limit; stderr names it), 77 nothing runnable here, 128+N interrupted by signal N\n"
+		"(129 SIGHUP, 130 SIGINT, 143 SIGTERM; the cases that finished are saved, run.json says interrupted).\n"
+		"Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv (docs/RESULTS.md; case names\n"
+		"with tabs, newlines or control bytes escaped as \\t, \\n, \\xHH). Every output is written to a temp file\n"
+		"and renamed once whole.\n");
 }
 
 enum {
@@ -463,9 +467,10 @@ static int cmd_plot(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s/%s", out, id ? id + 1 : idbuf);
 		} else
 			snprintf(dir, sizeof(dir), "%s", out);
-		if (moe_plot_run(run, dir, NULL, err, sizeof(err))) {
+		int pr = moe_plot_run(run, dir, NULL, err, sizeof(err));
+		if (pr) {
 			fprintf(stderr, "moebench: plot %s: %s\n", run, err);
-			rc = MOE_EXIT_FAIL;
+			rc = pr == MOE_PLOT_REFUSED ? MOE_EXIT_USAGE : MOE_EXIT_FAIL;
 		} else
 			printf("# plots of %s: %s/\n", run, dir);
 	}
@@ -480,19 +485,20 @@ static int cmd_plot(int argc, char **argv)
 			else
 				snprintf(dir, sizeof(dir), ".");
 		}
-		if (moe_plot_trend(trend, dir, NULL, err, sizeof(err))) {
+		int pr = moe_plot_trend(trend, dir, NULL, err, sizeof(err));
+		if (pr) {
 			fprintf(stderr, "moebench: plot --trend %s: %s\n", trend, err);
-			rc = MOE_EXIT_FAIL;
+			rc = pr == MOE_PLOT_REFUSED ? MOE_EXIT_USAGE : MOE_EXIT_FAIL;
 		} else
 			printf("# trend of %s: %s/\n", trend, dir);
 	}
 	return rc;
 }
 
+/* The signal's number: the run ends with 128 + it, after saving what finished */
 static void on_signal(int sig)
 {
-	(void)sig;
-	moe_interrupted = 1;
+	moe_interrupted = sig;
 }
 
 /* The first line of a file (driver version, GPU model), or "" */
@@ -601,6 +607,62 @@ static int mkdir_p(const char *path)
 	return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
+/* After the last case: the invariants, the final run.json, and the table's end. OK is printed only once
+ * run.json is whole on disk (a nightly reads the file, not the line). Returns 0, or -1 when it was not saved. */
+static int finish_run(const struct moe_run_opts *o, json_t *run, json_t *jcases, const char *dir, FILE *out, int ncases,
+		      double t0, int *inv_failed)
+{
+	char werr[4600] = "";
+	json_t *inv = moe_invariants_check(jcases, inv_failed);
+	json_object_set_new(run, "invariants", inv);
+	json_t *cmp = moe_axes_compare(jcases);
+	json_object_set_new(run, "comparisons", cmp);
+	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
+	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
+	int wrc = moe_results_write(dir, run, werr, sizeof(werr));
+	if (!wrc && moe_axes_write_tsv(dir, cmp)) {
+		snprintf(werr, sizeof(werr), "%s/axes.tsv: %s", dir, strerror(errno));
+		wrc = -1;
+	}
+	if (wrc)
+		fprintf(stderr, "moebench: results NOT saved: %s (exit %d: incomplete)\n", werr, MOE_EXIT_INCOMPLETE);
+	if (out) {
+		moe_axes_print(out, cmp);
+		size_t ii;
+		json_t *iv;
+		json_array_foreach(inv, ii, iv) if (!json_is_true(json_object_get(iv, "passed")))
+		{
+			char *names = json_dumps(json_object_get(iv, "cases"), JSON_COMPACT);
+			fprintf(out, "# invariant FAILED: %s %s: %s\n", json_string_value(json_object_get(iv, "invariant")),
+				names ? names : "", json_string_value(json_object_get(iv, "detail")));
+			free(names);
+		}
+		fprintf(out, "# invariants: %zu checked, %d failed\n", json_array_size(inv), *inv_failed);
+		/* OK only once run.json is whole on disk: a nightly reads the file, not this line */
+		if (wrc)
+			fprintf(out, "# INCOMPLETE: results not saved: %s\n", werr);
+		else if (!moe_interrupted) /* an interrupted run is not OK, whatever its finished cases said */
+			moe_results_footer(out, jcases);
+		if (moe_interrupted)
+			fprintf(out, "# INTERRUPTED by signal %d (%s) after %zu of %d cases\n", (int)moe_interrupted,
+				strsignal((int)moe_interrupted), json_array_size(jcases), ncases);
+		if (!wrc)
+			fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
+		if (fflush(out) || ferror(out))
+			fprintf(stderr, "moebench: writing the table to stdout: %s\n", strerror(errno));
+	}
+	if (moe_interrupted)
+		fprintf(stderr, "moebench: interrupted by signal %d (%s); %s\n", (int)moe_interrupted,
+			strsignal((int)moe_interrupted), wrc ? "results NOT saved" : "the cases that finished are saved");
+	if (o->json_stdout) {
+		char *s = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		if (s)
+			puts(s);
+		free(s);
+	}
+	return wrc ? -1 : 0;
+}
+
 /* run's work once the cases are loaded; cmd_run frees the options and the cases */
 static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases)
 {
@@ -636,6 +698,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	char run_id[64], dir[4096];
@@ -670,6 +733,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	json_object_set(run, "env", env);
 	json_object_set(run, "cases", jcases);
 	FILE *out = o->quiet || o->json_stdout ? NULL : stdout;
+	char werr[4600] = "";
 	int any_rank = 0, any_mismatch = 0, any_usage = 0, nskip = 0, printed_header = 0;
 	double t0 = moe_now_us();
 	for (int i = 0; i < cases->n && !moe_interrupted; i++) {
@@ -711,45 +775,22 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 		if (out) {
 			moe_results_row(out, cj);
 			fflush(out);
-		} else if (o->quiet && strcmp(json_string_value(json_object_get(cj, "verdict")), "ok") &&
-			   strcmp(json_string_value(json_object_get(cj, "verdict")), "skipped"))
-			moe_results_row(stderr, cj); /* -q hides the table, never a failed or errored case */
+		} else if (r != MOE_EXIT_OK && r != MOE_EXIT_SKIP) {
+			/* quiet or json: no table, but a case that failed still gets its line on stderr */
+			const char *why = json_string_value(json_object_get(cj, "reason"));
+			fprintf(stderr, "moebench: case %s: %s%s%s\n", c->name,
+				json_string_value(json_object_get(cj, "verdict")), why ? ": " : "", why ? why : "");
+		}
 		any_rank |= r == MOE_EXIT_RANK;
 		any_mismatch |= r == MOE_EXIT_FAIL;
 		any_usage |= r == MOE_EXIT_USAGE;
 		nskip += r == MOE_EXIT_SKIP;
 		/* results so far are on disk after every case: a later crash loses nothing */
-		moe_results_write(dir, run);
+		if (moe_results_write(dir, run, werr, sizeof(werr)))
+			fprintf(stderr, "moebench: cannot save the results so far: %s\n", werr);
 	}
 	int inv_failed = 0;
-	json_t *inv = moe_invariants_check(jcases, &inv_failed);
-	json_object_set_new(run, "invariants", inv);
-	json_t *cmp = moe_axes_compare(jcases);
-	json_object_set_new(run, "comparisons", cmp);
-	json_object_set_new(run, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
-	json_object_set_new(run, "interrupted", json_boolean(moe_interrupted));
-	int wrc = moe_results_write(dir, run) | moe_axes_write_tsv(dir, cmp);
-	if (out) {
-		moe_axes_print(out, cmp);
-		size_t ii;
-		json_t *iv;
-		json_array_foreach(inv, ii, iv) if (!json_is_true(json_object_get(iv, "passed")))
-		{
-			char *names = json_dumps(json_object_get(iv, "cases"), JSON_COMPACT);
-			fprintf(out, "# invariant FAILED: %s %s: %s\n", json_string_value(json_object_get(iv, "invariant")),
-				names ? names : "", json_string_value(json_object_get(iv, "detail")));
-			free(names);
-		}
-		fprintf(out, "# invariants: %zu checked, %d failed\n", json_array_size(inv), inv_failed);
-		moe_results_footer(out, jcases);
-		fprintf(out, "# results: %s/run.json (wall %.1f s)\n", dir, (moe_now_us() - t0) * 1e-6);
-	}
-	if (o->json_stdout) {
-		char *s = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		if (s)
-			puts(s);
-		free(s);
-	}
+	int wrc = finish_run(o, run, jcases, dir, out, cases->n, t0, &inv_failed);
 	/* results/latest points at the newest run */
 	char link[4096];
 	snprintf(link, sizeof(link), "%s/latest", o->out_dir);
@@ -761,16 +802,38 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	json_decref(run);
 	hwloc_topology_destroy(topo);
 	if (moe_interrupted)
-		return MOE_EXIT_RANK;
+		return 128 + (int)moe_interrupted;
+	if (wrc)
+		return MOE_EXIT_INCOMPLETE;
 	if (any_rank)
 		return MOE_EXIT_RANK;
 	if (any_usage)
 		return MOE_EXIT_USAGE;
-	if (any_mismatch || inv_failed || wrc)
+	if (any_mismatch || inv_failed)
 		return MOE_EXIT_FAIL;
 	if (nskip == cases->n)
 		return MOE_EXIT_SKIP;
 	return MOE_EXIT_OK;
+}
+
+/* OpenBLAS starts its thread pool when the library loads, before main: a launcher that forks with that pool
+ * alive can hang in fork() under a memory limit (ulimit -v) and ignores SIGTERM there. The launcher needs no
+ * BLAS threads, so run re-executes itself once with OPENBLAS_NUM_THREADS=1 and keeps the user's value in
+ * MOEBENCH_USER_BLAS_THREADS; the launcher puts it back for the ranks (launcher.c, child). */
+static void launcher_without_blas_threads(char **argv)
+{
+	const char *u = getenv("OPENBLAS_NUM_THREADS");
+	if (getenv("MOEBENCH_USER_BLAS_THREADS") || (u && !strcmp(u, "1")))
+		return;
+	setenv("MOEBENCH_USER_BLAS_THREADS", u ? u : "", 1);
+	setenv("OPENBLAS_NUM_THREADS", "1", 1);
+	execv("/proc/self/exe", argv);
+	moe_debug("re-exec without BLAS threads: %s", strerror(errno)); /* carry on with the pool */
+	unsetenv("MOEBENCH_USER_BLAS_THREADS");
+	if (u)
+		setenv("OPENBLAS_NUM_THREADS", u, 1);
+	else
+		unsetenv("OPENBLAS_NUM_THREADS");
 }
 
 static int cmd_run(int argc, char **argv)
@@ -790,10 +853,13 @@ int main(int argc, char **argv)
 		return MOE_EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
+	moe_out_signals(); /* a file-size limit is a write error naming the file, not a silent SIGXFSZ death */
 	if (!strcmp(cmd, "__rank"))
 		return moe_rank_main();
-	if (!strcmp(cmd, "run"))
+	if (!strcmp(cmd, "run")) {
+		launcher_without_blas_threads(argv);
 		return cmd_run(argc - 1, argv + 1);
+	}
 	if (!strcmp(cmd, "list"))
 		return cmd_list(argc - 1, argv + 1);
 	if (!strcmp(cmd, "topo"))

@@ -21,7 +21,7 @@ enum moe_status {
 #define MOE_EXIT_FAIL 1
 #define MOE_EXIT_USAGE 2
 #define MOE_EXIT_RANK 3
-#define MOE_EXIT_INCOMPLETE 4 /* compare: not everything was compared (a failed case, nothing in common) */
+#define MOE_EXIT_INCOMPLETE 4 /* something was not checked, compared or saved: the results are not whole */
 #define MOE_EXIT_SKIP 77
 
 /* Logging: library code logs to stderr through these, never to stdout. */
@@ -80,5 +80,12 @@ void *moe_xmalloc(size_t n); /* aborts on failure: only for small bookkeeping */
 void *moe_xcalloc(size_t n, size_t sz);
 char *moe_xstrdup(const char *s);
 double moe_now_us(void); /* CLOCK_MONOTONIC in microseconds */
+/* One value on one line of the launcher-to-rank text: '\\', newline and CR escaped (malloc'd); and back, in place.
+ * A path or name with a newline must not end its line early and plant a line of its own. */
+char *moe_line_escape(const char *in);
+void moe_line_unescape(char *s);
+/* in with every byte that is not part of valid UTF-8 written as \xHH (malloc'd): JSON strings must be UTF-8,
+ * and a name that jansson refuses would otherwise vanish from run.json */
+char *moe_utf8_escape(const char *in);
 
 #endif

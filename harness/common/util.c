@@ -73,3 +73,68 @@ const char *moe_phase_name(int ph)
 	};
 	return ph >= 0 && ph < MOE_PH_COUNT ? names[ph] : "none";
 }
+
+char *moe_line_escape(const char *in)
+{
+	size_t n = 1;
+	for (const char *p = in; *p; p++)
+		n += *p == '\\' || *p == '\n' || *p == '\r' ? 2 : 1;
+	char *out = moe_xmalloc(n), *q = out;
+	for (const char *p = in; *p; p++) {
+		if (*p == '\\' || *p == '\n' || *p == '\r') {
+			*q++ = '\\';
+			*q++ = *p == '\\' ? '\\' : *p == '\n' ? 'n' : 'r';
+		} else
+			*q++ = *p;
+	}
+	*q = 0;
+	return out;
+}
+
+void moe_line_unescape(char *s)
+{
+	char *q = s;
+	for (char *p = s; *p; p++) {
+		if (*p == '\\' && (p[1] == '\\' || p[1] == 'n' || p[1] == 'r')) {
+			p++;
+			*q++ = *p == '\\' ? '\\' : *p == 'n' ? '\n' : '\r';
+		} else
+			*q++ = *p;
+	}
+	*q = 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when the bytes there are not one */
+static size_t utf8_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+		return 0; /* overlong, or a UTF-16 surrogate */
+	if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+		return 0;
+	return n;
+}
+
+char *moe_utf8_escape(const char *in)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *out = moe_xmalloc(4 * strlen(in) + 1), *q = out;
+	for (const unsigned char *p = (const unsigned char *)in; *p;) {
+		size_t n = utf8_len(p);
+		if (n) {
+			memcpy(q, p, n);
+			q += n;
+			p += n;
+		} else {
+			*q++ = '\\', *q++ = 'x', *q++ = hex[*p >> 4], *q++ = hex[*p & 15];
+			p++;
+		}
+	}
+	*q = 0;
+	return out;
+}

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,14 +58,34 @@ static void kill_all(struct rank_proc *rp, int n, pid_t pgid)
 		}
 }
 
+/* "@key=value\n" with the value escaped onto one line */
+static void text_line(char **s, size_t *n, size_t *cap, const char *key, const char *value)
+{
+	char *v = moe_line_escape(value);
+	size_t need = strlen(key) + strlen(v) + 4;
+	if (*n + need >= *cap) {
+		*cap = 2 * *cap + need;
+		char *t = realloc(*s, *cap);
+		if (!t)
+			abort();
+		*s = t;
+	}
+	*n += (size_t)snprintf(*s + *n, *cap - *n, "@%s=%s\n", key, v);
+	free(v);
+}
+
+/* The case as the rank reads it: the parameters (values escaped by moe_params_serialize), then "@" lines
+ * whose values are escaped here: no name or path can end a line early and add one of its own. */
 static char *case_text(const struct moe_case *c, const struct moe_run_opts *o, int rank)
 {
-	char *params = moe_params_serialize(&c->p);
-	size_t n = strlen(params) + 4 * MOE_PATH_MAX;
-	char *s = moe_xmalloc(n);
-	int k = snprintf(s, n, "%s@name=%s\n@base_dir=%s\n", params, c->name, c->p.base_dir);
-	if (o->inject_rank == rank)
-		k += snprintf(s + k, n - (size_t)k, "@inject=%s:%s\n", o->inject_phase, o->inject_kind);
+	char *s = moe_params_serialize(&c->p), v[MOE_PATH_MAX + MOE_NAME_MAX + 64];
+	size_t n = strlen(s), cap = n + 1;
+	text_line(&s, &n, &cap, "name", c->name);
+	text_line(&s, &n, &cap, "base_dir", c->p.base_dir);
+	if (o->inject_rank == rank) {
+		snprintf(v, sizeof(v), "%s:%s", o->inject_phase, o->inject_kind);
+		text_line(&s, &n, &cap, "inject", v);
+	}
 	if (o->dump_dir) {
 		/* one folder per case: its name with '/' made safe */
 		char safe[MOE_NAME_MAX];
@@ -72,13 +93,17 @@ static char *case_text(const struct moe_case *c, const struct moe_run_opts *o, i
 		for (char *q = safe; *q; q++)
 			if (*q == '/' || *q == ' ')
 				*q = '_';
-		k += snprintf(s + k, n - (size_t)k, "@dump=%s/%s\n", o->dump_dir, safe);
+		snprintf(v, sizeof(v), "%s/%s", o->dump_dir, safe);
+		text_line(&s, &n, &cap, "dump", v);
 	}
-	if (o->delay_phase[0])
-		k += snprintf(s + k, n - (size_t)k, "@delay=%s:%.3f\n", o->delay_phase, o->delay_us);
-	if (o->corrupt_rank == rank)
-		snprintf(s + k, n - (size_t)k, "@corrupt=%lld:%lld\n", o->corrupt_token, o->corrupt_col);
-	free(params);
+	if (o->delay_phase[0]) {
+		snprintf(v, sizeof(v), "%s:%.3f", o->delay_phase, o->delay_us);
+		text_line(&s, &n, &cap, "delay", v);
+	}
+	if (o->corrupt_rank == rank) {
+		snprintf(v, sizeof(v), "%lld:%lld", o->corrupt_token, o->corrupt_col);
+		text_line(&s, &n, &cap, "corrupt", v);
+	}
 	return s;
 }
 
@@ -107,6 +132,19 @@ static void child(const char *exe, int rank, int nranks, int sock, int shm, pid_
 	snprintf(v, sizeof(v), "%d", shm);
 	setenv("MOEBENCH_SHM_FD", v, 1);
 	setenv("NCCL_NVLS_ENABLE", "0", 1); /* NVLink multicast stays off on shared hosts */
+	const char *blas = getenv("MOEBENCH_USER_BLAS_THREADS"); /* the user's, kept aside by main for the ranks */
+	struct rlimit as;
+	if (blas) {
+		/* under an address-space limit a pool thread that cannot get its ~128 MiB buffer spins in OpenBLAS
+		 * forever (and the rank's exit waits for it): one thread unless the user chose otherwise */
+		if (blas[0])
+			setenv("OPENBLAS_NUM_THREADS", blas, 1);
+		else if (!getrlimit(RLIMIT_AS, &as) && as.rlim_cur != RLIM_INFINITY)
+			setenv("OPENBLAS_NUM_THREADS", "1", 1);
+		else
+			unsetenv("OPENBLAS_NUM_THREADS");
+		unsetenv("MOEBENCH_USER_BLAS_THREADS");
+	}
 	if (plan->ranks[rank].gpu >= 0) {
 		/* CUDA numbers devices in PCI bus order like the plan does */
 		setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 1);
@@ -601,7 +639,10 @@ done:
 			json_object_set_new(cj, "verdict", json_string("ok"));
 	} else {
 		json_object_set_new(cj, "verdict", json_string(outcome == MOE_EXIT_SKIP ? "skipped" : "error"));
-		json_object_set_new(cj, "reason", json_string(reason));
+		/* a rank's message may quote bytes of a binary input: kept as \xHH, not dropped by jansson */
+		char *reason8 = moe_utf8_escape(reason);
+		json_object_set_new(cj, "reason", json_string(reason8));
+		free(reason8);
 	}
 	json_object_set_new(cj, "ranks", ranks);
 	json_decref(tp_bad);

@@ -193,6 +193,7 @@ static int parse_case(struct rank_run *r, char *text)
 				continue;
 			*eq = 0;
 			const char *k = line + 1, *v = eq + 1;
+			moe_line_unescape(eq + 1);
 			if (!strcmp(k, "name"))
 				snprintf(r->name, sizeof(r->name), "%s", v);
 			else if (!strcmp(k, "base_dir"))
@@ -228,6 +229,7 @@ static int parse_case(struct rank_run *r, char *text)
 		snprintf(key, sizeof(key), "%s", line);
 		for (char *e = key + strlen(key); e > key && (e[-1] == ' ' || e[-1] == '\t');)
 			*--e = 0;
+		moe_line_unescape(eq + 1);
 		if (moe_param_set(&r->p, key, eq + 1, err, sizeof(err))) {
 			moe_err("case text: %s: %s", key, err);
 			return MOE_ERR_USAGE;
@@ -469,6 +471,37 @@ static int send_error(int fd, const char *fmt, ...)
 /* Refuse, before anything is allocated, a case whose lower-bound footprint (weights, the symmetric heap,
  * each layer's input and output) times the ranks sharing this memory exceeds the memory itself. What slips
  * past the estimate is still caught when an allocation fails during setup. */
+/* OpenBLAS (when it is the BLAS) takes a working buffer of about 128 MiB per thread on first use and, when
+ * that allocation fails, retries forever instead of failing: under an address-space limit (ulimit -v) a rank
+ * would spin until the case timeout. The room is reserved once here, without touching it, so the case fails
+ * at once with the reason. */
+#define MOE_BLAS_BUFFER_BYTES ((size_t)129 << 20)
+int openblas_get_num_threads(void) __attribute__((weak));
+
+static int blas_room(struct rank_run *r)
+{
+	int threads = openblas_get_num_threads ? openblas_get_num_threads() : 0;
+	if (threads <= 0)
+		return MOE_OK; /* another BLAS: it reports its own failures */
+	size_t need = (size_t)threads * MOE_BLAS_BUFFER_BYTES;
+	void *m = mmap(NULL, need, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m != MAP_FAILED) {
+		munmap(m, need);
+		return MOE_OK;
+	}
+	struct rlimit rl = {0};
+	getrlimit(RLIMIT_AS, &rl);
+	char lim[64] = "unlimited";
+	if (rl.rlim_cur != RLIM_INFINITY)
+		snprintf(lim, sizeof(lim), "%llu KiB", (unsigned long long)rl.rlim_cur >> 10);
+	send_error(r->boot_fd,
+		   "resource limit: cannot reserve %zu MiB for OpenBLAS's working buffers (%d thread%s): %s (address-space "
+		   "limit, ulimit -v: %s); raise the limit%s",
+		   need >> 20, threads, threads == 1 ? "" : "s", strerror(errno), lim,
+		   threads > 1 ? " or set OPENBLAS_NUM_THREADS=1" : "");
+	return MOE_EXIT_RANK;
+}
+
 static int preflight(struct rank_run *r, size_t heap)
 {
 	struct moe_ctx *ctx = &r->ctx;
@@ -700,7 +733,7 @@ static int run_case(struct rank_run *r, int shm_fd)
 		.heap_per_rank = st->sym_bytes(p, ctx->max_rows, ctx->sum_rows) + moe_partition_sym_bytes(p, ctx->tokens),
 		.be = ctx->be, .dev = ctx->dev,
 	};
-	if ((rc = preflight(r, ci.heap_per_rank)) != MOE_OK)
+	if ((rc = preflight(r, ci.heap_per_rank)) != MOE_OK || (rc = blas_room(r)) != MOE_OK)
 		return rc;
 	if ((rc = ctx->xp->init(&ctx->comm, &ci)) != MOE_OK)
 		return send_error(r->boot_fd, "transport %s init failed (status %d)", ctx->xp->name, rc), MOE_EXIT_RANK;

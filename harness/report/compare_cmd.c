@@ -10,6 +10,7 @@
 #include "compare.h"
 #include "history.h"
 #include "moe.h"
+#include "outfile.h"
 #include "plot.h"
 #include "results.h"
 
@@ -101,11 +102,13 @@ static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, 
 	int drew = new_dir && moe_plot_run(new_dir, plots, NULL, err, sizeof(err)) == 0;
 	if (new_dir && !drew)
 		fprintf(stderr, "moebench: report: plots not drawn: %s\n", err);
-	FILE *f = fopen(md_path, "w");
-	if (!f) {
-		fprintf(stderr, "moebench: report: cannot write %s\n", md_path);
+	char werr[1200];
+	struct moe_outfile *of = moe_out_open(md_path, werr, sizeof(werr));
+	if (!of) {
+		fprintf(stderr, "moebench: report: cannot write %s\n", werr);
 		return -1;
 	}
+	FILE *f = moe_out_stream(of);
 	markdown(f, rep, base, neww);
 	if (drew) {
 		static const char *const names[] = {"latency", "phases", "cdf"};
@@ -118,7 +121,10 @@ static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, 
 				fprintf(f, "![%s](plots/%s.png)\n\n", names[i], names[i]);
 		}
 	}
-	fclose(f);
+	if (moe_out_commit(of, werr, sizeof(werr))) {
+		fprintf(stderr, "moebench: report: cannot write %s\n", werr);
+		return -1;
+	}
 	printf("# report: %s\n", md_path);
 	return 0;
 }
@@ -182,18 +188,20 @@ static int write_outputs(json_t *rep, json_t *base, json_t *neww, const char *js
 	int rc = 0;
 	if (json_out) {
 		char *s = json_dumps(rep, JSON_INDENT(1));
-		if (!s || moe_write_atomic(json_out, s, strlen(s))) {
-			fprintf(stderr, "moebench: compare: cannot write %s: %s\n", json_out, strerror(errno));
+		char werr[1200];
+		if (!s || moe_write_file(json_out, s, strlen(s), werr, sizeof(werr))) {
+			fprintf(stderr, "moebench: compare: cannot write %s\n", s ? werr : json_out);
 			rc = -1;
 		}
 		free(s);
 	}
 	if (md_out) {
-		FILE *f = fopen(md_out, "w");
-		if (f)
-			markdown(f, rep, base, neww);
-		if (!f || ferror(f) | fclose(f)) {
-			fprintf(stderr, "moebench: compare: cannot write %s: %s\n", md_out, strerror(errno));
+		char werr[1200];
+		struct moe_outfile *of = moe_out_open(md_out, werr, sizeof(werr));
+		if (of)
+			markdown(moe_out_stream(of), rep, base, neww);
+		if (!of || moe_out_commit(of, werr, sizeof(werr))) {
+			fprintf(stderr, "moebench: compare: cannot write %s\n", werr);
 			rc = -1;
 		}
 	}
@@ -292,7 +300,7 @@ int moe_cmd_compare(int argc, char **argv)
 		wr |= report(rep, base, neww, nd, a.page);
 	}
 	if (wr && rc == MOE_EXIT_OK)
-		rc = MOE_EXIT_FAIL;
+		rc = MOE_EXIT_INCOMPLETE; /* an output not written whole: stderr named it */
 out:
 	json_decref(o.bands);
 	json_decref(base);

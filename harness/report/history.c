@@ -13,6 +13,7 @@
 #include "compare.h"
 #include "history.h"
 #include "moe.h"
+#include "outfile.h"
 #include "plot.h"
 #include "results.h"
 
@@ -244,12 +245,14 @@ static int cmd_trend(sqlite3 *db, const char *db_path, const char *phase, const 
 				   " ORDER BY r.id, s.name",
 			       -1, &st, NULL) != SQLITE_OK)
 		return step_done(db, SQLITE_ERROR, db_path, "trend");
-	FILE *f = out ? fopen(out, "w") : stdout;
-	if (!f) {
-		fprintf(stderr, "moebench: history trend: cannot write %s: %s\n", out, strerror(errno));
+	char werr[1200];
+	struct moe_outfile *of = out ? moe_out_open(out, werr, sizeof(werr)) : NULL;
+	if (out && !of) {
+		fprintf(stderr, "moebench: history trend: cannot write %s\n", werr);
 		sqlite3_finalize(st);
 		return MOE_EXIT_FAIL;
 	}
+	FILE *f = of ? moe_out_stream(of) : stdout;
 	sqlite3_bind_text(st, 1, phase, -1, SQLITE_STATIC);
 	fprintf(f, "# run_id\tunix_time\tcase\tphase\tp50_us\tregression\n");
 	int r;
@@ -259,9 +262,11 @@ static int cmd_trend(sqlite3 *db, const char *db_path, const char *phase, const 
 			sqlite3_column_int(st, 5));
 	sqlite3_finalize(st);
 	int rc = step_done(db, r, db_path, "trend");
-	if ((out ? fclose(f) : fflush(f)) && !rc) {
-		fprintf(stderr, "moebench: history trend: writing %s: %s\n", out ? out : "stdout", strerror(errno));
-		rc = MOE_EXIT_FAIL;
+	if (of && rc) {
+		moe_out_discard(of);
+	} else if (of ? moe_out_commit(of, werr, sizeof(werr)) : fflush(f)) {
+		fprintf(stderr, "moebench: history trend: cannot write %s\n", of ? werr : "stdout");
+		rc = MOE_EXIT_INCOMPLETE;
 	}
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "moe.h"
+#include "outfile.h"
 #include "plot.h"
 #include "runinfo.h"
 
@@ -77,9 +78,13 @@ typedef int (*tsv_row_fn)(char **fields, void *ctx);
  * errno set when the file cannot be read, or fn's nonzero return. */
 static int tsv_scan(const char *path, const struct tsv_want *want, int nwant, tsv_row_fn fn, void *ctx)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
+	char why[PLOT_PATH_MAX + 128];
+	FILE *f = moe_open_input(path, 0, why, sizeof(why)); /* a FIFO or device would block or never end */
+	if (!f) {
+		if (errno == EINVAL)
+			moe_warn("%s", why);
 		return -1;
+	}
 	int idx[16], maxidx = 0, rc = 0, first = 1;
 	char *line = NULL, *fields[16], *all[256];
 	size_t cap = 0;
@@ -299,6 +304,28 @@ struct plot_tally {
 	char first[1024];
 };
 
+/* One plot in one format: gnuplot writes a temp file beside out, which replaces out only when gnuplot exited
+ * cleanly and left a non-empty file (gnuplot opens its output before it fails: a half-written file would pass
+ * for a plot). Returns run_gnuplot's code, or -1 with why set when the file could not be installed. */
+static int draw_one(const char *plots_dir, const char *script, const char *out, const char **args, int nargs,
+		    char *why, size_t whylen)
+{
+	char tmp[PLOT_PATH_MAX + 64];
+	int fd = -1;
+	if (moe_out_temp_name(out, tmp, sizeof(tmp)) || (fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+		set_err(why, whylen, "%s: %s", out, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	args[1] = tmp; /* absolute or "./...": gnuplot cannot read it as "|command" */
+	int r = run_gnuplot(plots_dir, script, args, nargs, why, whylen);
+	if (r)
+		unlink(tmp);
+	else if (moe_out_install(tmp, out, why, whylen))
+		r = -1;
+	return r;
+}
+
 /* Draw one plot in every format: out_dir/STEM.png, .svg. args[1] and args[2] are filled in here. */
 static void draw(struct plot_tally *t, const char *plots_dir, const char *script, const char *out_dir,
 		 const char *stem, const char **args, int nargs)
@@ -306,12 +333,9 @@ static void draw(struct plot_tally *t, const char *plots_dir, const char *script
 	for (size_t i = 0; i < MOE_ARRAY_SIZE(plot_formats) && !t->no_gnuplot; i++) {
 		char out[PLOT_PATH_MAX], why[1024];
 		snprintf(out, sizeof(out), "%s/%s.%s", out_dir, stem, plot_formats[i]);
-		args[1] = out;
 		args[2] = plot_formats[i];
-		int r = run_gnuplot(plots_dir, script, args, nargs, why, sizeof(why));
+		int r = draw_one(plots_dir, script, out, args, nargs, why, sizeof(why));
 		if (r < 0) {
-			/* gnuplot opens the output before it fails: a half-written file would pass for a plot */
-			unlink(out);
 			if (!t->failed++)
 				snprintf(t->first, sizeof(t->first), "plot %.200s.%s failed: %.700s", stem, plot_formats[i], why);
 			else
@@ -334,6 +358,20 @@ static void sanitise(const char *name, char *out, size_t n)
 			   ? *name
 			   : '_';
 	out[k] = 0;
+}
+
+/* A path with a control character is refused: gnuplot would get it as a file name it may misread, and a
+ * newline in it could end a command. */
+static int refuse_path(const char *path, char *err, size_t errlen)
+{
+	char buf[PLOT_PATH_MAX];
+	if (!moe_safe_path_arg(path, buf, sizeof(buf)))
+		return 0;
+	char shown[256];
+	moe_tsv_escape(path, shown, sizeof(shown));
+	set_err(err, errlen, "path '%s': %s", shown,
+		errno == EINVAL ? "holds a control character; refused" : strerror(errno));
+	return -1;
 }
 
 static int check_setup(const char *plots_dir, const char *script, const char *out_dir, char *err, size_t errlen)
@@ -374,11 +412,16 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 	int rc = -1;
 	if (!plots_dir)
 		plots_dir = moe_plot_scripts_dir();
+	if (refuse_path(run_dir, err, errlen) || refuse_path(out_dir, err, errlen))
+		return MOE_PLOT_REFUSED;
 	if (check_setup(plots_dir, "latency.gp", out_dir, err, errlen))
 		return -1;
-	snprintf(cases_tsv, sizeof(cases_tsv), "%s/cases.tsv", run_dir);
-	snprintf(samples_tsv, sizeof(samples_tsv), "%s/samples.tsv", run_dir);
-	snprintf(ranks_tsv, sizeof(ranks_tsv), "%s/ranks.tsv", run_dir);
+	/* absolute or "./...": gnuplot reads a data file named "<cmd" through a shell */
+	char safe_dir[PLOT_PATH_MAX - 32];
+	moe_safe_path_arg(run_dir, safe_dir, sizeof(safe_dir));
+	snprintf(cases_tsv, sizeof(cases_tsv), "%s/cases.tsv", safe_dir);
+	snprintf(samples_tsv, sizeof(samples_tsv), "%s/samples.tsv", safe_dir);
+	snprintf(ranks_tsv, sizeof(ranks_tsv), "%s/ranks.tsv", safe_dir);
 	if (tsv_scan(cases_tsv, case_cols, 3, on_case_row, &c)) {
 		set_err(err, errlen, "%s: %s (not a moebench run folder?)", cases_tsv, strerror(errno));
 		goto out;
@@ -468,8 +511,12 @@ int moe_plot_trend(const char *trend_tsv, const char *out_dir, const char *plots
 	static const struct tsv_want trend_cols[] = {{"phase", 3}, {"p50_us", 4}};
 	struct plot_cases c = {0};
 	struct plot_tally t = {0};
+	char safe_tsv[PLOT_PATH_MAX];
 	if (!plots_dir)
 		plots_dir = moe_plot_scripts_dir();
+	if (refuse_path(trend_tsv, err, errlen) || refuse_path(out_dir, err, errlen) ||
+	    moe_safe_path_arg(trend_tsv, safe_tsv, sizeof(safe_tsv)))
+		return MOE_PLOT_REFUSED;
 	if (check_setup(plots_dir, "trend.gp", out_dir, err, errlen))
 		return -1;
 	if (tsv_scan(trend_tsv, trend_cols, 2, on_trend_row, &c)) {
@@ -480,7 +527,7 @@ int moe_plot_trend(const char *trend_tsv, const char *out_dir, const char *plots
 		moe_info("plot: %s has no timed rows: no trend plot", trend_tsv);
 		return 0;
 	}
-	const char *args[3] = {trend_tsv, NULL, NULL};
+	const char *args[3] = {safe_tsv, NULL, NULL};
 	draw(&t, plots_dir, "trend.gp", out_dir, "trend", args, 3);
 	return finish(&t, err, errlen);
 }

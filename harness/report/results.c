@@ -11,35 +11,8 @@
 #include "moe.h"
 #include "stats.h"
 
-int moe_write_atomic(const char *path, const char *text, size_t len)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			errno = e;
-			return -1;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) || close(fd)) {
-		int e = errno;
-		unlink(tmp);
-		errno = e;
-		return -1;
-	}
-	return rename(tmp, path);
-}
+/* longest case name kept in a TSV row (escaping may make it four times longer) */
+#define MOE_TSV_NAME_MAX 1024
 
 /* keys that change how long or how carefully a case runs, not what it runs */
 static const char *const digest_skip[] = {"iters", "warmup", "check", "tolerance", "timeout"};
@@ -272,17 +245,74 @@ static void add_digests(json_t *run)
 	}
 }
 
-int moe_results_write(const char *dir, json_t *run)
+/* One file of the run folder through the checked writer; the first failure is kept in err. */
+static int write_one(const char *dir, const char *name, const char *text, size_t len, char *err, size_t errlen)
 {
-	char path[4096];
+	char path[4096], why[4400];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!moe_write_file(path, text ? text : "", text ? len : 0, why, sizeof(why)))
+		return 0;
+	if (err && errlen && !err[0])
+		snprintf(err, errlen, "%s", why);
+	return -1;
+}
+
+/* The TSV rows of one case: its line in cases.tsv, its ranks' p50s, its samples. The name is escaped:
+ * a tab or newline in it would otherwise shift or split the row. */
+static void tsv_case(struct sbuf *c, struct sbuf *s, struct sbuf *rk, json_t *cj)
+{
+	char tok[4096], name[4 * MOE_TSV_NAME_MAX];
+	const char *raw = json_string_value(json_object_get(cj, "name")), *verdict;
+	moe_tsv_escape(raw ? raw : "", name, sizeof(name));
+	verdict = json_string_value(json_object_get(cj, "verdict"));
+	tsv_tokens(tok, sizeof(tok), cj);
+	sb_printf(c, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%lld\t%s\t%s\t%s\t%s", name, param(cj, "strategy"),
+		  param(cj, "partition"), param(cj, "transport"), param(cj, "backend"), param(cj, "dp"), param(cj, "tp"),
+		  tok, (long long)total_tokens(cj), param(cj, "hidden"), param(cj, "experts"), param(cj, "topk"),
+		  verdict ? verdict : "");
+	for (size_t k = 0; k < MOE_ARRAY_SIZE(tsv_phases); k++)
+		sb_printf(c, "\t%.3f\t%.3f", ph(cj, tsv_phases[k], "p50_us"), ph(cj, tsv_phases[k], "p99_us"));
+	json_t *b = json_object_get(cj, "bytes");
+	sb_printf(c, "\t%.4f\t%.4f\n", json_number_value(json_object_get(b, "algbw_GBps")),
+		  json_number_value(json_object_get(b, "busbw_GBps")));
+	size_t ri;
+	json_t *rj;
+	json_array_foreach(json_object_get(cj, "ranks"), ri, rj)
+	{
+		const char *rpk;
+		json_t *rarr;
+		json_object_foreach(json_object_get(rj, "samples_us"), rpk, rarr)
+		{
+			if (!json_array_size(rarr))
+				continue;
+			struct moe_summary su;
+			moe_summarize_json(rarr, &su);
+			sb_printf(rk, "%s\t%lld\t%s\t%.3f\n", name, (long long)json_integer_value(json_object_get(rj, "rank")),
+				  rpk, su.p50);
+		}
+	}
+	const char *pk;
+	json_t *arr;
+	json_object_foreach(json_object_get(cj, "samples"), pk, arr)
+	{
+		size_t j;
+		json_t *v;
+		json_array_foreach(arr, j, v) sb_printf(s, "%s\t%zu\t%s\t%.3f\n", name, j, pk, json_number_value(v));
+	}
+}
+
+int moe_results_write(const char *dir, json_t *run, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = 0;
 	add_digests(run);
 	char *js = json_dumps(run, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	snprintf(path, sizeof(path), "%s/run.json", dir);
-	if (!js || moe_write_atomic(path, js, strlen(js))) {
-		moe_err("writing %s: %s", path, strerror(errno));
-		free(js);
+	if (!js) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s/run.json: cannot render the results as JSON", dir);
 		return -1;
 	}
+	int rc = write_one(dir, "run.json", js, strlen(js), err, errlen);
 	free(js);
 	struct sbuf c = {0}, s = {0}, rk = {0};
 	sb_printf(&rk, "# case\trank\tphase\tp50_us\n");
@@ -293,65 +323,14 @@ int moe_results_write(const char *dir, json_t *run)
 	sb_printf(&s, "# case\titer\tphase\tus\n");
 	size_t i;
 	json_t *cj;
-	json_array_foreach(json_object_get(run, "cases"), i, cj)
-	{
-		char tok[4096];
-		tsv_tokens(tok, sizeof(tok), cj);
-		const char *name = json_string_value(json_object_get(cj, "name"));
-		sb_printf(&c, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%lld\t%s\t%s\t%s\t%s", name, param(cj, "strategy"),
-			  param(cj, "partition"), param(cj, "transport"), param(cj, "backend"), param(cj, "dp"), param(cj, "tp"),
-			  tok, (long long)total_tokens(cj), param(cj, "hidden"), param(cj, "experts"), param(cj, "topk"),
-			  json_string_value(json_object_get(cj, "verdict")));
-		for (size_t k = 0; k < MOE_ARRAY_SIZE(tsv_phases); k++)
-			sb_printf(&c, "\t%.3f\t%.3f", ph(cj, tsv_phases[k], "p50_us"), ph(cj, tsv_phases[k], "p99_us"));
-		json_t *b = json_object_get(cj, "bytes");
-		sb_printf(&c, "\t%.4f\t%.4f\n", json_number_value(json_object_get(b, "algbw_GBps")),
-			  json_number_value(json_object_get(b, "busbw_GBps")));
-		size_t ri;
-		json_t *rj;
-		json_array_foreach(json_object_get(cj, "ranks"), ri, rj)
-		{
-			const char *rpk;
-			json_t *rarr;
-			json_object_foreach(json_object_get(rj, "samples_us"), rpk, rarr)
-			{
-				if (!json_array_size(rarr))
-					continue;
-				struct moe_summary su;
-				moe_summarize_json(rarr, &su);
-				sb_printf(&rk, "%s\t%lld\t%s\t%.3f\n", name, (long long)json_integer_value(json_object_get(rj, "rank")),
-					  rpk, su.p50);
-			}
-		}
-		const char *pk;
-		json_t *arr;
-		json_object_foreach(json_object_get(cj, "samples"), pk, arr)
-		{
-			size_t j;
-			json_t *v;
-			json_array_foreach(arr, j, v) sb_printf(&s, "%s\t%zu\t%s\t%.3f\n", name, j, pk, json_number_value(v));
-		}
-	}
-	int rc = 0;
-	snprintf(path, sizeof(path), "%s/cases.tsv", dir);
-	if (moe_write_atomic(path, c.s, c.n)) {
-		moe_err("writing %s: %s", path, strerror(errno));
-		rc = -1;
-	}
-	snprintf(path, sizeof(path), "%s/samples.tsv", dir);
-	if (moe_write_atomic(path, s.s, s.n)) {
-		moe_err("writing %s: %s", path, strerror(errno));
-		rc = -1;
-	}
-	snprintf(path, sizeof(path), "%s/ranks.tsv", dir);
-	if (moe_write_atomic(path, rk.s, rk.n)) {
-		moe_err("writing %s: %s", path, strerror(errno));
-		rc = -1;
-	}
+	json_array_foreach(json_object_get(run, "cases"), i, cj) tsv_case(&c, &s, &rk, cj);
+	rc |= write_one(dir, "cases.tsv", c.s, c.n, err, errlen);
+	rc |= write_one(dir, "samples.tsv", s.s, s.n, err, errlen);
+	rc |= write_one(dir, "ranks.tsv", rk.s, rk.n, err, errlen);
 	free(c.s);
 	free(s.s);
 	free(rk.s);
-	return rc;
+	return rc ? -1 : 0;
 }
 
 void moe_results_header(FILE *f, json_t *env)

@@ -5,6 +5,8 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "outfile.h"
+
 #define MOE_SCHEMA "moebench.run/1"
 
 /* A case's identity across runs: a 16-hex-digit FNV-1a digest of its resolved params (run.json's "params",
@@ -22,10 +24,9 @@ int moe_run_validate(json_t *run, const char *what, char *err, size_t errlen);
 /* src on one line: control bytes written as \xNN (names and reasons reach stderr one a line). */
 void moe_oneline(char *dst, size_t len, const char *src);
 
-/* Write text atomically: a temporary file in the same folder, fsync, rename. Returns 0 or -1 (errno). */
-int moe_write_atomic(const char *path, const char *text, size_t len);
-/* run.json, cases.tsv and samples.tsv into dir. Returns 0 or -1 with a message logged. */
-int moe_results_write(const char *dir, json_t *run);
+/* run.json, cases.tsv, samples.tsv and ranks.tsv into dir, each through the checked writer (whole or not at
+ * all). Returns 0, or -1 with the first failure ("PATH: reason") in err; the other files are still tried. */
+int moe_results_write(const char *dir, json_t *run, char *err, size_t errlen);
 /* The text table: header, one row per case, footer. */
 void moe_results_header(FILE *f, json_t *env);
 void moe_results_row(FILE *f, json_t *case_json);

@@ -504,7 +504,8 @@ char *moe_params_serialize(const struct moe_params *p)
 		if (o->off == OFF(model))
 			continue; /* the shape keys carry the preset; re-applying it would undo overrides */
 		moe_param_render(p, o, val, sizeof(val));
-		size_t need = strlen(o->name) + strlen(val) + 8;
+		char *ev = moe_line_escape(val); /* a trace path may hold a newline: it stays on its line */
+		size_t need = strlen(o->name) + strlen(ev) + 8;
 		if (n + need >= cap) {
 			cap = 2 * cap + need;
 			char *t = realloc(s, cap);
@@ -512,7 +513,8 @@ char *moe_params_serialize(const struct moe_params *p)
 				abort();
 			s = t;
 		}
-		n += (size_t)snprintf(s + n, cap - n, "%s = %s\n", o->name, val);
+		n += (size_t)snprintf(s + n, cap - n, "%s = %s\n", o->name, ev);
+		free(ev);
 	}
 	return s;
 }

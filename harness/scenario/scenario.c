@@ -11,6 +11,11 @@
 #include <string.h>
 
 #include "moe.h"
+#include "outfile.h"
+#include "workload.h"
+
+/* a scenario is hand-written text: 256 MiB is far past any real one and bounds what a wrong file costs */
+#define MOE_SCENARIO_MAX_BYTES (256LL << 20)
 
 struct entry {
 	char section[MOE_NAME_MAX];
@@ -22,6 +27,7 @@ struct entry {
 struct sections {
 	char name[MOE_NAME_MAX];
 	int line;
+	int first, count; /* its entries: consecutive, since a section may not appear twice */
 };
 
 struct parse_state {
@@ -31,28 +37,71 @@ struct parse_state {
 	int n, cap;
 	struct sections *sec;
 	int nsec, capsec;
+	int *slot; /* open-addressing hash of section names -> index in sec (-1 free): a file of 100k sections
+		    * must not cost 100k^2/2 name comparisons */
+	int nslot;
 	char err[1024];
 	int failed;
 };
 
+static unsigned name_hash(const char *s)
+{
+	unsigned h = 2166136261u; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* The slot of name in the hash: its section's, or the free one where it would go */
+static int *section_slot(struct parse_state *ps, const char *name)
+{
+	unsigned mask = (unsigned)ps->nslot - 1, i = name_hash(name) & mask;
+	while (ps->slot[i] >= 0 && strcmp(ps->sec[ps->slot[i]].name, name))
+		i = (i + 1) & mask;
+	return &ps->slot[i];
+}
+
+static void grow_slots(struct parse_state *ps)
+{
+	free(ps->slot);
+	ps->nslot = ps->nslot ? 2 * ps->nslot : 64;
+	ps->slot = moe_xmalloc((size_t)ps->nslot * sizeof(int));
+	for (int i = 0; i < ps->nslot; i++)
+		ps->slot[i] = -1;
+	for (int k = 0; k < ps->nsec; k++)
+		*section_slot(ps, ps->sec[k].name) = k;
+}
+
+static int find_section(struct parse_state *ps, const char *name)
+{
+	if (ps->nsec && !strcmp(ps->sec[ps->nsec - 1].name, name))
+		return ps->nsec - 1; /* keys come right after their header */
+	return ps->nslot ? *section_slot(ps, name) : -1;
+}
+
 static void add_section(struct parse_state *ps, const char *name)
 {
-	for (int i = 0; i < ps->nsec; i++)
-		if (!strcmp(ps->sec[i].name, name)) {
-			if (!ps->failed)
-				snprintf(ps->err, sizeof(ps->err), "%s:%d: section [%s] appears twice (first on line %d)",
-					 ps->path, ps->lineno, name, ps->sec[i].line);
-			ps->failed = 1;
-			return;
-		}
+	if (2 * (ps->nsec + 1) > ps->nslot)
+		grow_slots(ps);
+	int *slot = section_slot(ps, name);
+	if (*slot >= 0) {
+		if (!ps->failed)
+			snprintf(ps->err, sizeof(ps->err), "%s:%d: section [%s] appears twice (first on line %d)", ps->path,
+				 ps->lineno, name, ps->sec[*slot].line);
+		ps->failed = 1;
+		return;
+	}
 	if (ps->nsec == ps->capsec) {
 		ps->capsec = ps->capsec ? 2 * ps->capsec : 16;
 		ps->sec = realloc(ps->sec, (size_t)ps->capsec * sizeof(*ps->sec));
 		if (!ps->sec)
 			abort();
 	}
-	snprintf(ps->sec[ps->nsec].name, MOE_NAME_MAX, "%s", name);
-	ps->sec[ps->nsec++].line = ps->lineno;
+	struct sections *sc = &ps->sec[ps->nsec];
+	snprintf(sc->name, MOE_NAME_MAX, "%s", name);
+	sc->line = ps->lineno;
+	sc->first = sc->count = 0;
+	*slot = ps->nsec++;
 }
 
 /* inih keeps at most this many bytes of a section name, untrimmed (MAX_SECTION in its ini.c, NUL included):
@@ -69,6 +118,12 @@ static char *reader(char *str, int num, void *stream)
 	FILE *f = ((void **)stream)[0];
 	int len = 0, c = 0;
 	while (len < num - 1 && (c = getc(f)) != EOF) {
+		if (!c) { /* inih would see the line end there and drop the rest of the line without a word */
+			if (!ps->failed)
+				snprintf(ps->err, sizeof(ps->err), "%s:%d: a NUL byte (binary data?)", ps->path, ps->lineno + 1);
+			ps->failed = 1;
+			return NULL;
+		}
 		str[len++] = (char)c;
 		if (c == '\n')
 			break;
@@ -161,10 +216,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		sl--;
 	snprintf(sec, sizeof(sec), "%.*s", (int)sl, section);
 	section = sec;
-	int known = 0;
-	for (int i = 0; i < ps->nsec && !known; i++)
-		known = !strcmp(ps->sec[i].name, section);
-	if (!known) { /* never expected: a key whose section no case would see must not be dropped silently */
+	int si = find_section(ps, section);
+	if (si < 0) { /* never expected: a key whose section no case would see must not be dropped silently */
 		snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': section [%s] not recognised", ps->path, ps->lineno,
 			 name, section);
 		ps->failed = 1;
@@ -176,8 +229,9 @@ static int handler(void *user, const char *section, const char *name, const char
 		ps->failed = 1;
 		return 0;
 	}
-	for (int i = 0; i < ps->n; i++)
-		if (!strcmp(ps->e[i].section, section) && !strcmp(ps->e[i].key, name)) {
+	struct sections *sc = &ps->sec[si];
+	for (int i = sc->first; i < sc->first + sc->count; i++)
+		if (!strcmp(ps->e[i].key, name)) {
 			snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': set twice in [%s] (first on line %d)", ps->path,
 				 ps->lineno, name, section, ps->e[i].line);
 			ps->failed = 1;
@@ -188,6 +242,15 @@ static int handler(void *user, const char *section, const char *name, const char
 		ps->failed = 1;
 		return 0;
 	}
+	if (!sc->count)
+		sc->first = ps->n;
+	else if (sc->first + sc->count != ps->n) { /* never expected: the ranges below rely on it */
+		snprintf(ps->err, sizeof(ps->err), "%s:%d: key '%s': [%s] continues after another section", ps->path,
+			 ps->lineno, name, section);
+		ps->failed = 1;
+		return 0;
+	}
+	sc->count++;
 	return add_entry(ps, section, name, value, ps->lineno) == 0;
 }
 
@@ -245,13 +308,26 @@ static void where(char *buf, size_t len, const char *path, const struct entry *e
 		snprintf(buf, len, "--set %s", e->key);
 }
 
+/* A trace must be a regular file of bounded size: said here, at load time, rather than by every rank */
+static int trace_unreadable(const char *path, char *err, size_t errlen)
+{
+	char why[400];
+	FILE *f = moe_open_input(path, MOE_TRACE_MAX_BYTES, why, sizeof(why));
+	if (!f) {
+		snprintf(err, errlen, "trace file %s", why);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
 /* A relative trace path resolves against the scenario's folder and must stay inside it (an absolute path
  * is the user's explicit choice). Returns 0 when fine, else -1 with the reason. */
 static int trace_outside(const struct moe_params *p, char *err, size_t errlen)
 {
 	const char *t = p->routing.trace;
 	if (t[0] == '/')
-		return 0;
+		return trace_unreadable(t, err, errlen);
 	/* Lexical check first, so a path climbing out is named as such whether or not its target exists. */
 	int depth = 0;
 	for (const char *c = t; *c;) {
@@ -274,6 +350,8 @@ static int trace_outside(const struct moe_params *p, char *err, size_t errlen)
 		snprintf(err, errlen, "trace file '%.200s' (in %.200s): %s", t, p->base_dir, strerror(errno));
 		return -1;
 	}
+	if (trace_unreadable(real, err, errlen))
+		return -1;
 	if (n > 1 && (strncmp(real, p->base_dir, n) || (real[n] != '/' && real[n] != 0))) { /* "/" holds everything */
 	outside:
 		snprintf(err, errlen, "trace file '%.200s' resolves outside the scenario's folder %.200s; give an absolute path to mean it",
@@ -405,9 +483,10 @@ int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe
 {
 	struct parse_state ps = {.path = path};
 	int rc = -1;
-	FILE *f = fopen(path, "r");
+	char why[1024];
+	FILE *f = moe_open_input(path, MOE_SCENARIO_MAX_BYTES, why, sizeof(why));
 	if (!f) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s", why);
 		return -1;
 	}
 	void *stream[2] = {f, &ps};
@@ -453,19 +532,19 @@ int moe_scenario_load(const char *path, char *const *sets, int nsets, struct moe
 		goto out;
 	}
 	memcpy(base_dir, dn, dl + 1);
-	int ncases = 0;
+	int ncases = 0, gi = find_section(&ps, "global");
+	struct sections none = {.first = 0, .count = 0}, setr = {.first = base, .count = ps.n - base};
+	const struct sections *glob = gi >= 0 ? &ps.sec[gi] : &none;
 	for (int s = 0; s < ps.nsec; s++) {
-		if (!strcmp(ps.sec[s].name, "global"))
+		if (s == gi)
 			continue;
 		ncases++;
-		struct entry **m = moe_xcalloc((size_t)ps.n + 1, sizeof(*m));
+		/* later sources override earlier ones: global < section < --set; each a range of entries */
+		const struct sections *order[3] = {glob, &ps.sec[s], &setr};
+		struct entry **m = moe_xcalloc((size_t)(glob->count + ps.sec[s].count + setr.count) + 1, sizeof(*m));
 		int nm = 0;
-		/* later sources override earlier ones: global < section < --set */
-		const char *order[3] = {"global", ps.sec[s].name, "\x01set"};
 		for (int o = 0; o < 3; o++)
-			for (int i = 0; i < ps.n; i++) {
-				if (strcmp(ps.e[i].section, order[o]) || (o < 2 && i >= base))
-					continue;
+			for (int i = order[o]->first; i < order[o]->first + order[o]->count; i++) {
 				int j = 0;
 				while (j < nm && strcmp(m[j]->key, ps.e[i].key))
 					j++;
@@ -488,6 +567,7 @@ out:
 		free(ps.e[i].value);
 	free(ps.e);
 	free(ps.sec);
+	free(ps.slot);
 	return rc;
 }
 

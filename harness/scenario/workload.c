@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outfile.h"
+
 double moe_tensor_scale(const struct moe_params *p, enum moe_tensor t)
 {
 	switch (t) {
@@ -117,9 +119,10 @@ void moe_route_synth(const struct moe_params *p, uint32_t layer, uint64_t g, int
 int moe_trace_load(const char *path, int64_t experts, struct moe_trace *tr, char *err, size_t errlen)
 {
 	memset(tr, 0, sizeof(*tr));
-	FILE *f = fopen(path, "r");
+	char why[1024];
+	FILE *f = moe_open_input(path, MOE_TRACE_MAX_BYTES, why, sizeof(why));
 	if (!f) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s", why);
 		return -1;
 	}
 	char line[65536];

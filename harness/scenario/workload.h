@@ -28,7 +28,11 @@ struct moe_trace {
 	int64_t topk;
 	int32_t *ids; /* ntokens*topk */
 };
-/* Load a trace file (format in docs/TRACE.md). Returns 0, or -1 with "file:line: reason" in err. */
+/* A trace file larger than this is refused: every rank holds it whole (4 bytes an id), and a device or an
+ * endless file must not spin until the case timeout */
+#define MOE_TRACE_MAX_BYTES (1LL << 30)
+/* Load a trace file (format in docs/TRACE.md): a regular file of at most MOE_TRACE_MAX_BYTES (FIFOs and
+ * devices refused). Returns 0, or -1 with "file:line: reason" in err. */
 int moe_trace_load(const char *path, int64_t experts, struct moe_trace *tr, char *err, size_t errlen);
 void moe_trace_free(struct moe_trace *tr);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "moe.h"
 #include "params.h"
 #include "scenario.h"
 
@@ -348,6 +349,7 @@ static void parse_back(const char *text, struct moe_params *q)
 		if (!eq)
 			fail_msg("serialised line without ' = ': '%s'", line);
 		*eq = 0;
+		moe_line_unescape(eq + 3); /* as the rank does */
 		set_ok(q, line, eq + 3);
 		n++;
 	}
@@ -412,6 +414,15 @@ static void test_serialize_roundtrip(void **state)
 	roundtrip(&p);
 	set_ok(&p, "tokens", "uniform:0:1000");
 	set_ok(&p, "routing", "hot:0.1");
+	roundtrip(&p);
+
+	/* a newline in a path stays inside its value: no line of its own reaches the rank */
+	defaults(&p);
+	set_ok(&p, "routing", "trace:x\niters = 999\\n\r.txt");
+	s = moe_params_serialize(&p);
+	assert_null(strstr(s, "\niters = 999"));
+	assert_contains(s, "routing = trace:x\\niters = 999\\\\n\\r.txt\n");
+	free(s);
 	roundtrip(&p);
 }
 
