@@ -11,7 +11,7 @@ extern "C" {
 #include "cuda_iface.h"
 #include "kernels.h"
 }
-#include "../harness/rng.h"
+#include "rng.h"
 
 struct moe_dev {
 	int gpu;

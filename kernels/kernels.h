@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../harness/moe.h"
+#include "moe.h"
 
 #define MOE_BACKEND_ABI 2
 #define MOE_MAX_MARKS 1024
