@@ -150,9 +150,12 @@ if bad:
     kinds = sorted(set(str(c.get('verdict')) for c in bad))
     names = ', '.join(str(c.get('name')) for c in bad[:2]) + (', ...' if len(bad) > 2 else '')
     print(f"scenario {n}: {len(bad)}/{len(cases)} cases {'/'.join(kinds)} ({names})")
+failed = {}
 for i in d.get('invariants', []):
     if not i.get('passed'):
-        print(f"invariant {i.get('invariant')} ({n}: {', '.join(i.get('cases', [])[:2])})")
+        failed.setdefault(str(i.get('invariant')), []).append(' == '.join(i.get('cases', [])[:2]))
+for name, where in failed.items():
+    print(f"invariant {name} x{len(where)} ({n}: {where[0]}{', ...' if len(where) > 1 else ''})")
 if rc != 0 and not bad:
     print(f'scenario {n}: exit {rc}')
 PY
