@@ -3,6 +3,7 @@
 # every patch still applies to this tree (a stale one fails here), and a patch that no longer applies is
 # reported stale with exit 1. The slow part (build and run each bug) is not run here: see docs/RELIABILITY.md.
 . "$(dirname "$0")/lib.bash"
+command -v patch >/dev/null || { echo "skip: no patch(1)"; exit 77; }
 M="$SRC/scripts/mutants.sh"
 bash "$M" --list >"$OUT/list" 2>&1
 check "--list exits 0" test $? -eq 0
