@@ -68,5 +68,6 @@ void moe_out_signals(void);
  * bytes -> "\\xHH"; every other byte (UTF-8 or not) kept. Writes at most n-1 bytes and a NUL; returns out.
  */
 char *moe_tsv_escape(const char *in, char *out, size_t n);
+#define MOE_TSV_NAME_MAX 1024 /* names longer than this are cut in TSVs; out buffers of 4x hold any escape */
 
 #endif

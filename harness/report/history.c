@@ -256,10 +256,13 @@ static int cmd_trend(sqlite3 *db, const char *db_path, const char *phase, const 
 	sqlite3_bind_text(st, 1, phase, -1, SQLITE_STATIC);
 	fprintf(f, "# run_id\tunix_time\tcase\tphase\tp50_us\tregression\n");
 	int r;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		char name[4 * MOE_TSV_NAME_MAX]; /* a tab or newline in a case name would shift or split the row */
+		const unsigned char *raw = sqlite3_column_text(st, 2);
+		moe_tsv_escape(raw ? (const char *)raw : "", name, sizeof(name));
 		fprintf(f, "%s\t%lld\t%s\t%s\t%.3f\t%d\n", sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(st, 1),
-			sqlite3_column_text(st, 2), sqlite3_column_text(st, 3), sqlite3_column_double(st, 4),
-			sqlite3_column_int(st, 5));
+			name, sqlite3_column_text(st, 3), sqlite3_column_double(st, 4), sqlite3_column_int(st, 5));
+	}
 	sqlite3_finalize(st);
 	int rc = step_done(db, r, db_path, "trend");
 	if (of && rc) {

@@ -435,7 +435,7 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 
 	/* axes.tsv (the in-run comparison) says which cases differ in tokens alone: the latency lines */
 	char axes_tsv[PLOT_PATH_MAX];
-	snprintf(axes_tsv, sizeof(axes_tsv), "%s/axes.tsv", run_dir);
+	snprintf(axes_tsv, sizeof(axes_tsv), "%s/axes.tsv", safe_dir); /* never a name gnuplot could run */
 	const char *args[5] = {cases_tsv, NULL, NULL, subtitle, axes_tsv};
 	if (c.latency_points)
 		draw(&t, plots_dir, "latency.gp", out_dir, "latency", args, 5);

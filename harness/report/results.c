@@ -12,7 +12,7 @@
 #include "stats.h"
 
 /* longest case name kept in a TSV row (escaping may make it four times longer) */
-#define MOE_TSV_NAME_MAX 1024
+
 
 /* keys that change how long or how carefully a case runs, not what it runs */
 static const char *const digest_skip[] = {"iters", "warmup", "check", "tolerance", "timeout"};
@@ -59,45 +59,14 @@ int moe_case_digest(json_t *cas, char out[17])
 	return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
-	if (n < 2)
-		return n;
-	for (size_t i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	unsigned cp = s[0] & (0x7f >> n);
-	for (size_t i = 1; i < n; i++)
-		cp = cp << 6 | (s[i] & 0x3f);
-	static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
-	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 json_t *moe_json_text(const char *s)
 {
 	json_t *j = json_string(s ? s : "");
 	if (j)
 		return j;
-	size_t len = strlen(s), k = 0;
-	char *buf = moe_xmalloc(len * 4 + 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t n = utf8_len(p);
-		if (n) {
-			memcpy(buf + k, p, n);
-			k += n;
-			p += n;
-		} else {
-			k += (size_t)snprintf(buf + k, 5, "\\x%02X", *p);
-			p++;
-		}
-	}
-	buf[k] = 0;
-	j = json_string(buf);
-	free(buf);
+	char *esc = moe_utf8_escape(s); /* the one escaper: bad bytes as \xhh, the same in every output */
+	j = json_string(esc);
+	free(esc);
 	return j ? j : json_string("");
 }
 

@@ -116,12 +116,13 @@ if command -v gnuplot >/dev/null; then
   R="$OUT/nightly/$(readlink "$OUT/nightly/latest")"
   check "nightly: a first run compares nothing, so it is incomplete (exit 4, got $n1)" test "$n1" -eq 4
   check "nightly: and its report says it is the baseline" grep -q "^# moebench nightly: BASELINE: first run" "$R/report.md"
-  MOEBENCH=$MOEBENCH OUT="$OUT/nightly" COMPARE_OPTS="--threshold 50" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" \
+  # the exit-code plumbing is what is tested here; 400 %: an unchanged run on a loaded 2-core VM has moved 50 %
+  MOEBENCH=$MOEBENCH OUT="$OUT/nightly" COMPARE_OPTS="--threshold 400" bash "$SRC/scripts/nightly.sh" "$OUT/c.ini" \
     >"$OUT/n2.out" 2>&1
   n2=$?
   R="$OUT/nightly/$(readlink "$OUT/nightly/latest")"
   check "nightly: second run compared, recorded, plotted, reported (exit $n2)" test -s "$R/report.md" -a -s "$R/compare.json"
-  check "nightly: an unchanged second run at a 50 % threshold is OK (exit 0, got $n2)" test "$n2" -eq 0
+  check "nightly: an unchanged second run at a 400 % threshold is OK (exit 0, got $n2)" test "$n2" -eq 0
   check "nightly: and the report's first line says so" test "$(head -n 1 "$R/report.md")" = \
     "# moebench nightly: OK: every case ran, passed and was compared; 0 regressions"
   check "nightly: plots drawn" test -s "$R/plots/trend.png"

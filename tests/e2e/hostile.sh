@@ -38,11 +38,11 @@ if mount -t tmpfs -o size=160k tmpfs full 2>/dev/null; then
   "$MOEBENCH" run tiny.ini --out ok -q
   GOOD=$(ls -1d ok/2* | head -n 1)
   dd if=/dev/zero of=full/filler bs=1k 2>/dev/null # until the disk is full
-  "$MOEBENCH" compare "$GOOD" "$GOOD" --markdown full/c.md --db "$OUT/h.db" >/dev/null 2>md.err
+  "$MOEBENCH" compare "$GOOD" "$GOOD" --markdown full/c.md --band-runs 0 >/dev/null 2>md.err
   rc=$?
   check "full disk: compare --markdown exits non-zero ($rc) naming the file" \
     sh -c "[ $rc -ne 0 ] && grep -q 'full/c.md: No space' md.err"
-  "$MOEBENCH" compare "$GOOD" "$GOOD" --json full/c.json --db "$OUT/h.db" >/dev/null 2>js.err
+  "$MOEBENCH" compare "$GOOD" "$GOOD" --json full/c.json --band-runs 0 >/dev/null 2>js.err
   rc=$?
   check "full disk: compare --json exits non-zero ($rc) naming the file" sh -c "[ $rc -ne 0 ] && grep -q 'full/c.json' js.err"
   "$MOEBENCH" report "$GOOD" "$GOOD" --out full/rep/r.md --db "$OUT/h.db" >/dev/null 2>rep.err
@@ -144,12 +144,14 @@ with open('big.ini', 'w') as f:
 "
 TIMEFORMAT=%U+%S
 t=$({ time "$MOEBENCH" list big.ini >big.out; } 2>&1)
-cpu=$(echo "$t" | tail -n 1 | bc)
+cpu=$(echo "$t" | tail -n 1 | awk -F+ '{ print $1 + $2 }')
 check "100k sections listed ($(wc -l <big.out) cases) in under 3 s of CPU (took $cpu s)" \
-  sh -c "[ $(wc -l <big.out) -eq 100000 ] && [ \$(echo '$cpu < 3' | bc) -eq 1 ]"
+  sh -c "[ $(wc -l <big.out) -eq 100000 ] && awk -v c=$cpu 'BEGIN { exit !(c < 3) }'"
 # a memory limit: the launcher forks with no BLAS thread pool and the ranks say why they cannot run
 (ulimit -v 100000; timeout -s KILL 60 "$MOEBENCH" run tiny.ini --out ulv) >ulv.out 2>ulv.err
 rc=$?
 check "ulimit -v 100000: finishes, no hang (exit $rc)" test "$rc" -ne 137
-check "ulimit -v 100000: the reason is reported" grep -qi "resource limit\|cannot allocate\|memory" ulv.out
+# the ranks say why on stdout; a build with CUDA cannot even map its libraries under this limit, and the
+# loader says so on stderr before main()
+check "ulimit -v 100000: the reason is reported" grep -qi "resource limit\|cannot allocate\|memory\|failed to map" ulv.out ulv.err
 finish
