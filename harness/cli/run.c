@@ -342,7 +342,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 /* OpenBLAS starts its thread pool when the library loads, before main: a launcher that forks with that pool
  * alive can hang in fork() under a memory limit (ulimit -v) and ignores SIGTERM there. The launcher needs no
  * BLAS threads, so run re-executes itself once with OPENBLAS_NUM_THREADS=1 and keeps the user's value in
- * MOEBENCH_USER_BLAS_THREADS; the launcher puts it back for the ranks (launcher.c, child). */
+ * MOEBENCH_USER_BLAS_THREADS; the launcher puts it back for the ranks (launch/spawn.c, child). */
 void moe_cli_launcher_without_blas_threads(char **argv)
 {
 	const char *u = getenv("OPENBLAS_NUM_THREADS");

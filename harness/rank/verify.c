@@ -33,6 +33,39 @@ uint64_t moe_rank_output_digest(struct rank_run *r)
 	return d;
 }
 
+/* The merged output must carry this rank's real rows unchanged. */
+static void check_merged(const struct rank_run *r, struct moe_oracle *orc, const moe_bf16 *yfull, const moe_bf16 *y,
+			 struct moe_verdict *v)
+{
+	int64_t H = r->p.hidden;
+	for (int64_t i = 0; !v->bad && i < r->sl.nreal; i++)
+		for (int64_t c = 0; c < H; c++)
+			if (yfull[(r->sl.s0 + i) * H + c] != y[i * H + c]) {
+				v->bad = 1;
+				v->token = i;
+				v->gid = moe_oracle_gid(orc, i);
+				v->col = c;
+				v->mismatched = 1;
+				snprintf(v->what, sizeof(v->what), "tp_merge: row %lld of the merged output differs from the slice",
+					 (long long)(r->sl.s0 + i));
+				break;
+			}
+}
+
+/* The first wrong element the oracle found, where and what. */
+static json_t *first_bad(int rank, int layer, const struct moe_verdict *v)
+{
+	json_t *fb = json_object();
+	json_object_set_new(fb, "rank", json_integer(rank));
+	json_object_set_new(fb, "layer", json_integer(layer));
+	json_object_set_new(fb, "token", json_integer(v->token));
+	json_object_set_new(fb, "global_token", json_integer(v->gid));
+	json_object_set_new(fb, "column", json_integer(v->col));
+	json_object_set_new(fb, "what", json_string(v->what));
+	json_object_set_new(fb, "mismatched_tokens", json_integer(v->mismatched));
+	return fb;
+}
+
 /* The last iteration against the independent oracle, layer by layer; *mismatch is 1 for a wrong output,
  * 2 when the oracle itself failed. */
 static json_t *verify(struct rank_run *r, int *mismatch)
@@ -80,19 +113,8 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 		}
 		struct moe_verdict v;
 		int rc = orc ? moe_oracle_check(orc, (uint32_t)l, n, x, idx, w, y, rows, nrows, &v) : MOE_ERR_NOMEM;
-		/* the merged output must carry this rank's real rows unchanged */
-		for (int64_t i = 0; rc == MOE_OK && !v.bad && i < r->sl.nreal; i++)
-			for (int64_t c = 0; c < H; c++)
-				if (yfull[(r->sl.s0 + i) * H + c] != y[i * H + c]) {
-					v.bad = 1;
-					v.token = i;
-					v.gid = moe_oracle_gid(orc, i);
-					v.col = c;
-					v.mismatched = 1;
-					snprintf(v.what, sizeof(v.what), "tp_merge: row %lld of the merged output differs from the slice",
-						 (long long)(r->sl.s0 + i));
-					break;
-				}
+		if (rc == MOE_OK && !v.bad)
+			check_merged(r, orc, yfull, y, &v);
 		if (rc != MOE_OK) {
 			json_object_set_new(jv, "verdict", json_string("error"));
 			json_object_set_new(jv, "reason", json_string("oracle failed (out of memory?)"));
@@ -104,15 +126,7 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 			max_err = v.max_err;
 		if (v.bad) {
 			*mismatch = 1;
-			json_t *fb = json_object();
-			json_object_set_new(fb, "rank", json_integer(ctx->rank));
-			json_object_set_new(fb, "layer", json_integer(l));
-			json_object_set_new(fb, "token", json_integer(v.token));
-			json_object_set_new(fb, "global_token", json_integer(v.gid));
-			json_object_set_new(fb, "column", json_integer(v.col));
-			json_object_set_new(fb, "what", json_string(v.what));
-			json_object_set_new(fb, "mismatched_tokens", json_integer(v.mismatched));
-			json_object_set_new(jv, "first_bad", fb);
+			json_object_set_new(jv, "first_bad", first_bad(ctx->rank, l, &v));
 		}
 	}
 	if (*mismatch != 2)
