@@ -400,16 +400,118 @@ static int finish(const struct plot_tally *t, char *err, size_t errlen)
 	return -1;
 }
 
-int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir, char *err, size_t errlen)
+/* A run's TSVs as gnuplot reads them, and the subtitle every plot of the run carries. */
+struct run_tsvs {
+	char cases[PLOT_PATH_MAX], samples[PLOT_PATH_MAX], ranks[PLOT_PATH_MAX], subtitle[512];
+};
+
+/* The run's TSVs as plot_cases; cases.tsv must be there, samples.tsv and ranks.tsv may be missing from an
+ * older run (their plots are skipped, the rest drawn). */
+static int scan_run(const struct run_tsvs *r, struct plot_cases *c, char *err, size_t errlen)
 {
 	static const struct tsv_want case_cols[] = {{"case", 0}, {"tokens_total", 8}, {"total_p50_us", 25}};
 	static const struct tsv_want sample_cols[] = {{"case", 0}, {"phase", 2}, {"us", 3}};
 	static const struct tsv_want rank_cols[] = {{"case", 0}, {"phase", 2}, {"p50_us", 3}};
-	char cases_tsv[PLOT_PATH_MAX], samples_tsv[PLOT_PATH_MAX], ranks_tsv[PLOT_PATH_MAX], subtitle[512];
+	if (tsv_scan(r->cases, case_cols, 3, on_case_row, c)) {
+		set_err(err, errlen, "%s: %s (not a moebench run folder?)", r->cases, strerror(errno));
+		return -1;
+	}
+	if (tsv_scan(r->samples, sample_cols, 3, on_sample_row, c))
+		moe_info("plot: %s: %s; no CDF", r->samples, strerror(errno));
+	if (tsv_scan(r->ranks, rank_cols, 3, on_rank_row, c))
+		moe_info("plot: %s: %s; no per-rank maps", r->ranks, strerror(errno));
+	return 0;
+}
+
+/* The latency lines, the phases' bars and the in-run comparison (axes.tsv says which cases differ in
+ * tokens alone: the latency lines). */
+static void draw_overview(struct plot_tally *t, const struct run_tsvs *r, const struct plot_cases *c,
+			  const char *run_dir, const char *plots_dir, const char *out_dir)
+{
+	char axes_tsv[PLOT_PATH_MAX], safe_dir[PLOT_PATH_MAX - 32];
+	moe_safe_path_arg(run_dir, safe_dir, sizeof(safe_dir)); /* never a name gnuplot could run */
+	snprintf(axes_tsv, sizeof(axes_tsv), "%s/axes.tsv", safe_dir);
+	const char *args[5] = {r->cases, NULL, NULL, r->subtitle, axes_tsv};
+	if (c->latency_points)
+		draw(t, plots_dir, "latency.gp", out_dir, "latency", args, 5);
+	else
+		moe_info("plot: no case with tokens and a total time: no latency plot");
+	if (c->n)
+		draw(t, plots_dir, "phases.gp", out_dir, "phases", args, 4);
+	if (!access(axes_tsv, R_OK)) {
+		const char *aargs[4] = {axes_tsv, NULL, NULL, r->subtitle};
+		draw(t, plots_dir, "axes.gp", out_dir, "axes", aargs, 4);
+	}
+}
+
+/* The CDF of the first PLOT_MAX_CDF_CASES sampled cases; its subtitle says when others were left off. */
+static void draw_cdf(struct plot_tally *t, const struct run_tsvs *r, const struct plot_cases *c,
+		     const char *plots_dir, const char *out_dir)
+{
+	/* the CDF's cases as one word list for gnuplot's word(): quoted, so a name may hold spaces */
+	size_t cap = 1, len = 0;
+	int ncdf = 0;
+	for (int i = 0; i < c->n; i++)
+		cap += strlen(c->v[i].name) + 3;
+	char *list = moe_xmalloc(cap);
+	list[0] = 0;
+	for (int i = 0; i < c->n && ncdf < PLOT_MAX_CDF_CASES; i++) {
+		if (!c->v[i].has_samples)
+			continue;
+		if (strchr(c->v[i].name, '"')) {
+			moe_warn("plot: case %s: a '\"' in its name keeps it off the CDF", c->v[i].name);
+			continue;
+		}
+		len += (size_t)snprintf(list + len, cap - len, "%s\"%s\"", len ? " " : "", c->v[i].name);
+		ncdf++;
+	}
+	int nsampled = 0;
+	for (int i = 0; i < c->n; i++)
+		nsampled += c->v[i].has_samples;
+	char cdf_sub[700];
+	snprintf(cdf_sub, sizeof(cdf_sub), "%s%s", r->subtitle, ncdf < nsampled ? "\n" : "");
+	if (ncdf < nsampled) /* said on the plot itself: a reader of a pasted PNG never sees stderr */
+		snprintf(cdf_sub + strlen(cdf_sub), sizeof(cdf_sub) - strlen(cdf_sub),
+			 "only %d of %d cases drawn (the first in run order; cases.tsv has all)", ncdf, nsampled);
+	if (ncdf) {
+		const char *cargs[5] = {r->samples, NULL, NULL, list, cdf_sub};
+		draw(t, plots_dir, "cdf.gp", out_dir, "cdf", cargs, 5);
+	}
+	free(list);
+}
+
+/* A per-rank heat map for each of the first PLOT_MAX_RANK_MAPS cases with per-rank times. */
+static void draw_rank_maps(struct plot_tally *t, const struct run_tsvs *r, const struct plot_cases *c,
+			   const char *plots_dir, const char *out_dir)
+{
+	int nmaps = 0, nranked = 0;
+	for (int i = 0; i < c->n; i++)
+		nranked += c->v[i].has_ranks;
+	char map_sub[700];
+	snprintf(map_sub, sizeof(map_sub), "%s", r->subtitle);
+	if (nranked > PLOT_MAX_RANK_MAPS) /* on every map drawn: a pasted one must say that others exist */
+		snprintf(map_sub + strlen(map_sub), sizeof(map_sub) - strlen(map_sub),
+			 "\nmaps for the first %d of %d cases only; ranks.tsv has all", PLOT_MAX_RANK_MAPS, nranked);
+	for (int i = 0; i < c->n; i++) {
+		if (!c->v[i].has_ranks)
+			continue;
+		if (nmaps == PLOT_MAX_RANK_MAPS) {
+			moe_warn("plot: per-rank maps for the first %d cases only (ranks.tsv has all of them)", PLOT_MAX_RANK_MAPS);
+			break;
+		}
+		char stem[256] = "ranks-";
+		sanitise(c->v[i].name, stem + 6, sizeof(stem) - 6);
+		const char *rargs[5] = {r->ranks, NULL, NULL, c->v[i].name, map_sub};
+		draw(t, plots_dir, "ranks.gp", out_dir, stem, rargs, 5);
+		nmaps++;
+	}
+}
+
+int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir, char *err, size_t errlen)
+{
+	struct run_tsvs r;
 	struct plot_cases c = {0};
 	struct plot_tally t = {0};
-	char *list = NULL;
-	int rc = -1;
 	if (!plots_dir)
 		plots_dir = moe_plot_scripts_dir();
 	if (refuse_path(run_dir, err, errlen) || refuse_path(out_dir, err, errlen))
@@ -419,89 +521,17 @@ int moe_plot_run(const char *run_dir, const char *out_dir, const char *plots_dir
 	/* absolute or "./...": gnuplot reads a data file named "<cmd" through a shell */
 	char safe_dir[PLOT_PATH_MAX - 32];
 	moe_safe_path_arg(run_dir, safe_dir, sizeof(safe_dir));
-	snprintf(cases_tsv, sizeof(cases_tsv), "%s/cases.tsv", safe_dir);
-	snprintf(samples_tsv, sizeof(samples_tsv), "%s/samples.tsv", safe_dir);
-	snprintf(ranks_tsv, sizeof(ranks_tsv), "%s/ranks.tsv", safe_dir);
-	if (tsv_scan(cases_tsv, case_cols, 3, on_case_row, &c)) {
-		set_err(err, errlen, "%s: %s (not a moebench run folder?)", cases_tsv, strerror(errno));
-		goto out;
+	snprintf(r.cases, sizeof(r.cases), "%s/cases.tsv", safe_dir);
+	snprintf(r.samples, sizeof(r.samples), "%s/samples.tsv", safe_dir);
+	snprintf(r.ranks, sizeof(r.ranks), "%s/ranks.tsv", safe_dir);
+	int rc = -1;
+	if (!scan_run(&r, &c, err, errlen)) {
+		moe_run_subtitle(run_dir, r.subtitle, sizeof(r.subtitle));
+		draw_overview(&t, &r, &c, run_dir, plots_dir, out_dir);
+		draw_cdf(&t, &r, &c, plots_dir, out_dir);
+		draw_rank_maps(&t, &r, &c, plots_dir, out_dir);
+		rc = finish(&t, err, errlen);
 	}
-	/* samples and ranks may be missing from an older run: their plots are skipped, the rest drawn */
-	if (tsv_scan(samples_tsv, sample_cols, 3, on_sample_row, &c))
-		moe_info("plot: %s: %s; no CDF", samples_tsv, strerror(errno));
-	if (tsv_scan(ranks_tsv, rank_cols, 3, on_rank_row, &c))
-		moe_info("plot: %s: %s; no per-rank maps", ranks_tsv, strerror(errno));
-	moe_run_subtitle(run_dir, subtitle, sizeof(subtitle));
-
-	/* axes.tsv (the in-run comparison) says which cases differ in tokens alone: the latency lines */
-	char axes_tsv[PLOT_PATH_MAX];
-	snprintf(axes_tsv, sizeof(axes_tsv), "%s/axes.tsv", safe_dir); /* never a name gnuplot could run */
-	const char *args[5] = {cases_tsv, NULL, NULL, subtitle, axes_tsv};
-	if (c.latency_points)
-		draw(&t, plots_dir, "latency.gp", out_dir, "latency", args, 5);
-	else
-		moe_info("plot: no case with tokens and a total time: no latency plot");
-	if (c.n)
-		draw(&t, plots_dir, "phases.gp", out_dir, "phases", args, 4);
-	if (!access(axes_tsv, R_OK)) {
-		const char *aargs[4] = {axes_tsv, NULL, NULL, subtitle};
-		draw(&t, plots_dir, "axes.gp", out_dir, "axes", aargs, 4);
-	}
-
-	/* the CDF's cases as one word list for gnuplot's word(): quoted, so a name may hold spaces */
-	size_t cap = 1, len = 0;
-	int ncdf = 0;
-	for (int i = 0; i < c.n; i++)
-		cap += strlen(c.v[i].name) + 3;
-	list = moe_xmalloc(cap);
-	list[0] = 0;
-	for (int i = 0; i < c.n && ncdf < PLOT_MAX_CDF_CASES; i++) {
-		if (!c.v[i].has_samples)
-			continue;
-		if (strchr(c.v[i].name, '"')) {
-			moe_warn("plot: case %s: a '\"' in its name keeps it off the CDF", c.v[i].name);
-			continue;
-		}
-		len += (size_t)snprintf(list + len, cap - len, "%s\"%s\"", len ? " " : "", c.v[i].name);
-		ncdf++;
-	}
-	int nsampled = 0;
-	for (int i = 0; i < c.n; i++)
-		nsampled += c.v[i].has_samples;
-	char cdf_sub[700];
-	snprintf(cdf_sub, sizeof(cdf_sub), "%s%s", subtitle, ncdf < nsampled ? "\n" : "");
-	if (ncdf < nsampled) /* said on the plot itself: a reader of a pasted PNG never sees stderr */
-		snprintf(cdf_sub + strlen(cdf_sub), sizeof(cdf_sub) - strlen(cdf_sub),
-			 "only %d of %d cases drawn (the first in run order; cases.tsv has all)", ncdf, nsampled);
-	if (ncdf) {
-		const char *cargs[5] = {samples_tsv, NULL, NULL, list, cdf_sub};
-		draw(&t, plots_dir, "cdf.gp", out_dir, "cdf", cargs, 5);
-	}
-
-	int nmaps = 0, nranked = 0;
-	for (int i = 0; i < c.n; i++)
-		nranked += c.v[i].has_ranks;
-	char map_sub[700];
-	snprintf(map_sub, sizeof(map_sub), "%s", subtitle);
-	if (nranked > PLOT_MAX_RANK_MAPS) /* on every map drawn: a pasted one must say that others exist */
-		snprintf(map_sub + strlen(map_sub), sizeof(map_sub) - strlen(map_sub),
-			 "\nmaps for the first %d of %d cases only; ranks.tsv has all", PLOT_MAX_RANK_MAPS, nranked);
-	for (int i = 0; i < c.n; i++) {
-		if (!c.v[i].has_ranks)
-			continue;
-		if (nmaps == PLOT_MAX_RANK_MAPS) {
-			moe_warn("plot: per-rank maps for the first %d cases only (ranks.tsv has all of them)", PLOT_MAX_RANK_MAPS);
-			break;
-		}
-		char stem[256] = "ranks-";
-		sanitise(c.v[i].name, stem + 6, sizeof(stem) - 6);
-		const char *rargs[5] = {ranks_tsv, NULL, NULL, c.v[i].name, map_sub};
-		draw(&t, plots_dir, "ranks.gp", out_dir, stem, rargs, 5);
-		nmaps++;
-	}
-	rc = finish(&t, err, errlen);
-out:
-	free(list);
 	cases_free(&c);
 	return rc;
 }

@@ -1,6 +1,6 @@
 /* ipc transport: each rank's symmetric heap is device memory exported with CUDA IPC and opened by every
  * peer (ranks may share a GPU or sit on NVLink peers); data moves with device-to-device copies on the
- * backend's stream, reading peers' buffers directly; barriers and counts use the shm control plane. */
+ * backend's stream, reading peers' buffers directly; barriers and counts use the host control plane (control.c). */
 #include <cuda_runtime.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,37 +16,6 @@ struct ipc_impl {
 	cudaStream_t read_stream;  /* one-sided reads from the dwdp helper thread */
 	char *heap;
 };
-
-/* Shared with the nccl transport: both run on the control plane with a CUDA backend. */
-int moe_shmc_cuda_open(struct moe_comm **out, const struct moe_comm_info *info, const char *who, size_t impl_bytes,
-		       const struct moe_shm_data *data)
-{
-	*out = NULL;
-	if (strcmp(info->be->name, "cuda")) {
-		moe_err("%s transport needs the cuda backend, not %s", who, info->be->name);
-		return MOE_ERR_UNSUPPORTED;
-	}
-	struct moe_comm *c = calloc(1, sizeof(*c));
-	struct moe_cuda_link *l = calloc(1, impl_bytes);
-	if (!c || !l) {
-		free(c);
-		free(l);
-		return MOE_ERR_NOMEM;
-	}
-	*out = c;
-	c->impl = l;
-	c->data = data;
-	MOE_CHECK(moe_shmc_setup(c, info));
-	l->dev = info->dev;
-	l->gpu = moe_cuda_device(info->dev);
-	l->stream = moe_cuda_stream(info->dev);
-	if (cudaSetDevice(l->gpu) != cudaSuccess) {
-		moe_err("%s transport: cudaSetDevice(%d) failed", who, l->gpu);
-		return MOE_ERR_SYSTEM;
-	}
-	return MOE_OK;
-}
-
 
 static int ipc_copy(struct moe_comm *c, void *dst, const void *src, size_t n)
 {

@@ -1,6 +1,7 @@
 /* nccl transport: one GPU per rank. Variable all-to-all, all-gather(v) and the deterministic
  * reduce-scatter are grouped ncclSend/ncclRecv on the backend's stream; broadcast is ncclBroadcast;
- * the TP communicator is split from the world. Host barriers and count exchange use the shm control plane. */
+ * the TP communicator is split from the world. Host barriers and count exchange use the host control plane
+ * (control.c). */
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <stdlib.h>

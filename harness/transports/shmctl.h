@@ -1,5 +1,6 @@
-/* The host shared-memory control plane shared by the shm and ipc transports: futex barriers and the
- * count/displacement matrices live in the launcher's segment; how bytes move is pluggable. */
+/* The host control plane the transports share, a room of its own (control.c; control_cuda.c opens it for
+ * the CUDA transports): futex barriers and the count/displacement matrices live in the launcher's
+ * segment; how bytes move is each transport's (struct moe_shm_data). */
 #ifndef MOE_SHMCTL_H
 #define MOE_SHMCTL_H
 
@@ -35,7 +36,7 @@ struct moe_comm {
 	void *impl; /* the transport's own state */
 };
 
-/* A new communicator on the control plane for the CUDA transports (ipc, nccl): checks that the backend
+/* control_cuda.c: a new communicator on the control plane for the CUDA transports (ipc, nccl): checks that the backend
  * is cuda, allocates impl_bytes of transport state (whose first member is a struct moe_cuda_link, which
  * is filled in) and makes the backend's GPU current. *out is set even on failure, for fini. */
 struct moe_cuda_link {
@@ -46,7 +47,7 @@ struct moe_cuda_link {
 int moe_shmc_cuda_open(struct moe_comm **out, const struct moe_comm_info *info, const char *who, size_t impl_bytes,
 		       const struct moe_shm_data *data);
 
-/* Control plane over info->shm; base[] is left for the caller to fill. */
+/* control.c: the control plane over info->shm; base[] is left for the caller to fill. */
 int moe_shmc_setup(struct moe_comm *c, const struct moe_comm_info *info);
 void *moe_shmc_alloc(struct moe_comm *c, size_t bytes);
 int moe_shmc_barrier(struct moe_comm *c, enum moe_group g);

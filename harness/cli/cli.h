@@ -1,0 +1,38 @@
+/* The command line's own rooms: what main.c dispatches to, and what the commands share. */
+#ifndef MOE_CLI_H
+#define MOE_CLI_H
+
+#include <hwloc.h>
+#include <jansson.h>
+#include <stdio.h>
+
+#include "launcher.h"
+#include "scenario.h"
+
+/* options.c: the help text */
+void moe_cli_usage(FILE *f);
+/* options.c: the options of run, list and topo; -1 after saying what is wrong on stderr */
+int moe_cli_parse_opts(int argc, char **argv, struct moe_run_opts *o);
+/* options.c: what moe_cli_parse_opts allocated (every command that parses options frees them, on every path) */
+void moe_cli_free_opts(struct moe_run_opts *o);
+/* options.c: options, then the scenario files' cases: what list and run both start with */
+int moe_cli_prepare(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases);
+/* options.c: mkdir -p */
+int moe_cli_mkdir_p(const char *path);
+
+/* env.c: run.json's "env": host, date, libraries, command line; and the machine's GPUs and topology */
+json_t *moe_cli_env_json(int argc, char **argv);
+void moe_cli_env_machine(json_t *env, hwloc_topology_t topo, int ngpus);
+
+/* run.c: the commands run and list */
+int moe_cli_run(int argc, char **argv);
+int moe_cli_list(int argc, char **argv);
+/* run.c: re-exec once without OpenBLAS's thread pool before run forks its ranks */
+void moe_cli_launcher_without_blas_threads(char **argv);
+
+/* commands.c: topo, calibrate and plot */
+int moe_cli_topo(int argc, char **argv);
+int moe_cli_calibrate(int argc, char **argv);
+int moe_cli_plot(int argc, char **argv);
+
+#endif
