@@ -34,6 +34,7 @@
 #include "scenario.h"
 #include "status.h"
 #include "topo.h"
+#include "world.h"
 
 #ifndef MOE_VERSION
 #define MOE_VERSION "0.0.0"
@@ -338,6 +339,9 @@ static int cmd_topo(int argc, char **argv)
 	free_opts(&o); /* topo reads no --set */
 	if (bad)
 		return MOE_EXIT_USAGE;
+	int ext = moe_world_topo(&o); /* under mpirun or srun: every rank's node, GPU and cpuset */
+	if (ext >= 0)
+		return ext;
 	int nranks = o.ranks;
 	hwloc_topology_t topo;
 	char err[512];
@@ -665,6 +669,8 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 	json_object_set_new(run, "run_id", json_string(run_id));
 	json_object_set(run, "env", env);
 	json_object_set(run, "cases", jcases);
+	if (o->world)
+		moe_world_env(o->world, env, run, dir);
 	FILE *out = o->quiet || o->json_stdout ? NULL : stdout;
 	int any_rank = 0, any_mismatch = 0, any_usage = 0, nskip = 0, printed_header = 0;
 	double t0 = moe_now_us();
@@ -694,7 +700,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 			fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed%s\033[K", i + 1, cases->n, c->name, el, eta);
 		}
 		json_t *cj;
-		int r = moe_launch_case(c, topo, &plan, o, exe, &cj);
+		int r = o->world ? moe_world_case(o->world, c, &plan, o, &cj) : moe_launch_case(c, topo, &plan, o, exe, &cj);
 		if (isatty(STDERR_FILENO) && !o->quiet)
 			fprintf(stderr, "\r\033[K");
 		json_t *pj = json_array();
@@ -768,7 +774,7 @@ static int cmd_run(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	int rc = prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : run_cases(argc, argv, &o, &cases);
+	int rc = prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : moe_world_run(argc, argv, &o, &cases, run_cases);
 	moe_caselist_free(&cases);
 	free_opts(&o);
 	return rc;

@@ -300,9 +300,12 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 			 moe_backend_name(p->backend));
 	else if (p->backend == MOE_BACKEND_CUDA && plan->ngpus == 0)
 		snprintf(reason, sizeof(reason), "backend cuda: no NVIDIA GPU on this machine");
-	else if ((p->backend == MOE_BACKEND_HOST) != (p->transport == MOE_TRANSPORT_SHM))
-		snprintf(reason, sizeof(reason), "transport %s does not work with backend %s (shm goes with host; ipc and "
+	else if ((p->backend == MOE_BACKEND_HOST) != (p->transport == MOE_TRANSPORT_SHM || p->transport == MOE_TRANSPORT_MPI))
+		snprintf(reason, sizeof(reason), "transport %s does not work with backend %s (shm and mpi go with host; ipc and "
 			 "nccl with cuda)", moe_transport_name(p->transport), moe_backend_name(p->backend));
+	else if (p->backend == MOE_BACKEND_HOST && (p->transport == MOE_TRANSPORT_MPI) != (o->gathered != NULL))
+		snprintf(reason, sizeof(reason), o->gathered ? "transport shm needs the fork launcher's shared segment: use mpi "
+			 "under mpirun or srun" : "transport mpi runs under mpirun or srun (moebench run started by them)");
 	else if (p->transport == MOE_TRANSPORT_NCCL && p->strategy == MOE_STRAT_DWDP)
 		snprintf(reason, sizeof(reason), "dwdp pulls weights with one-sided reads, which nccl does not offer: use ipc");
 	if (!reason[0] && p->transport == MOE_TRANSPORT_NCCL && n > plan->ngpus) {
@@ -318,6 +321,8 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 		json_object_set_new(cj, "reason", json_string(reason));
 		return MOE_EXIT_SKIP;
 	}
+	if (o->gathered && o->gathered->precheck)
+		return MOE_EXIT_OK;
 
 	size_t heap = st->sym_bytes(p, max_rows, sum_rows) + part_sym;
 	size_t seg = MOE_STATUS_BYTES + moe_shm_ctl_bytes(n, (int)p->dp) + (size_t)n * heap;
@@ -327,6 +332,13 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 	pid_t pgid = 0;
 	for (int r = 0; r < n; r++)
 		rp[r].fd = -1;
+	if (o->gathered) { /* the ranks ran under MPI (world.c): judge what rank 0 gathered */
+		for (int r = 0; r < n; r++)
+			reported += (rp[r].result = json_incref(o->gathered->reports[r])) != NULL;
+		outcome = o->gathered->outcome;
+		snprintf(reason, sizeof(reason), "%s", o->gathered->reason ? o->gathered->reason : "");
+		goto done;
+	}
 	if (shm < 0 || ftruncate(shm, (off_t)seg) ||
 	    (status = mmap(NULL, MOE_STATUS_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, shm, 0)) == MAP_FAILED) {
 		snprintf(reason, sizeof(reason), "case segment of %zu bytes: %s", seg, strerror(errno));
@@ -606,4 +618,9 @@ done:
 	if (shm >= 0)
 		close(shm);
 	return outcome;
+}
+
+char *moe_launch_case_text(const struct moe_case *c, const struct moe_run_opts *o, int rank)
+{
+	return case_text(c, o, rank);
 }
