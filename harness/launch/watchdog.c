@@ -3,6 +3,7 @@
  * writes the results and ends the job through the engine (MPI_Abort: mpirun or srun kill every rank). */
 #ifdef MOE_HAVE_MPI
 #include <errno.h>
+#include <execinfo.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@ static volatile sig_atomic_t crash_sig;
 static void on_fatal(int sig)
 {
 	crash_sig = sig;
+	void *frames[32];
+	backtrace_symbols_fd(frames, backtrace(frames, 32), STDERR_FILENO);
 	for (int i = 0; i < 1000; i++) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);

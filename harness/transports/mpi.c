@@ -1,6 +1,9 @@
 /* mpi transport: the host backend across nodes under mpirun or srun. Collectives are MPI's; the
  * reduce-scatter gathers the blocks and sums them in member order itself (MPI_Reduce_scatter promises
- * no order); one-sided reads are MPI_Get on a window over the symmetric heap (passive target). */
+ * no order). One-sided reads go through an MPI-3 shared-memory window per node (MPI_Win_allocate_shared,
+ * MPI_Win_shared_query): dwdp groups lie within a node by rule, and a load from a mapped window needs no
+ * progress from the target, unlike MPI_Get over TCP (Open MPI 4.1's ucx one-sided component crashed here
+ * in MPI_Win_free after reads from a helper thread; pt2pt refuses MPI_THREAD_MULTIPLE). */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,9 @@ struct moe_comm {
 	int *members[2];    /* case ranks of each group's members */
 	char *heap;         /* symmetric heap: alloc() hands out its pieces in call order */
 	size_t heap_bytes, used;
-	MPI_Win win;
+	MPI_Comm node;      /* the case's ranks on this node */
+	MPI_Win win;        /* the heaps of this node's ranks, shared */
+	char **peer_heap;   /* per case rank: its heap mapped here, NULL on other nodes */
 	int *ci, *di, *ci2, *di2; /* int counts and displacements for one call */
 };
 
@@ -66,16 +71,24 @@ static int mpi_init(struct moe_comm **out, const struct moe_comm_info *info)
 	c->ci2 = moe_xcalloc((size_t)info->nranks, sizeof(int));
 	c->di2 = moe_xcalloc((size_t)info->nranks, sizeof(int));
 	c->heap_bytes = info->heap_per_rank;
-	if (c->heap_bytes > (size_t)INT_MAX * 64) {
-		moe_err("transport mpi: symmetric heap of %zu bytes is too large for an MPI window", c->heap_bytes);
-		return MOE_ERR_UNSUPPORTED;
+	c->peer_heap = moe_xcalloc((size_t)info->nranks, sizeof(char *));
+	MPI_OK(MPI_Comm_split_type(moe_mpi_case.comm, MPI_COMM_TYPE_SHARED, info->rank, MPI_INFO_NULL, &c->node));
+	MPI_Info hint;
+	MPI_Info_create(&hint);
+	MPI_Info_set(hint, "alloc_shared_noncontig", "true");
+	int e = MPI_Win_allocate_shared((MPI_Aint)c->heap_bytes + 64, 1, hint, c->node, &c->heap, &c->win);
+	MPI_Info_free(&hint);
+	MPI_OK(e);
+	int nn = 0;
+	MPI_OK(MPI_Comm_size(c->node, &nn));
+	int *ranks = moe_xcalloc((size_t)nn, sizeof(int));
+	MPI_OK(MPI_Allgather(&info->rank, 1, MPI_INT, ranks, 1, MPI_INT, c->node));
+	for (int i = 0; i < nn; i++) {
+		MPI_Aint sz;
+		int du;
+		MPI_OK(MPI_Win_shared_query(c->win, i, &sz, &du, &c->peer_heap[ranks[i]]));
 	}
-	c->heap = aligned_alloc(64, (c->heap_bytes + 64) & ~(size_t)63);
-	if (!c->heap)
-		return MOE_ERR_NOMEM;
-	/* every rank exposes its heap; reads are passive-target, so no rank has to take part in a peer's read */
-	MPI_OK(MPI_Win_create(c->heap, (MPI_Aint)c->heap_bytes, 1, MPI_INFO_NULL, c->comm[MOE_GROUP_WORLD], &c->win));
-	MPI_OK(MPI_Win_lock_all(MPI_MODE_NOCHECK, c->win));
+	free(ranks);
 	return MOE_OK;
 }
 
@@ -83,10 +96,11 @@ static void mpi_fini(struct moe_comm *c)
 {
 	if (!c)
 		return;
-	if (c->win != MPI_WIN_NULL && c->win) {
-		MPI_Win_unlock_all(c->win);
-		MPI_Win_free(&c->win);
-	}
+	if (c->win)
+		MPI_Win_free(&c->win); /* frees the heap too */
+	if (c->node)
+		MPI_Comm_free(&c->node);
+	free(c->peer_heap);
 	for (int g = 0; g < 2; g++) {
 		if (c->comm[g] && c->comm[g] != MPI_COMM_NULL)
 			MPI_Comm_free(&c->comm[g]);
@@ -96,7 +110,6 @@ static void mpi_fini(struct moe_comm *c)
 	free(c->di);
 	free(c->ci2);
 	free(c->di2);
-	free(c->heap);
 	free(c);
 }
 
@@ -218,19 +231,18 @@ static int mpi_read_peer(struct moe_comm *c, int peer, void *dst, const void *mi
 		moe_err("transport mpi: read_peer of a buffer outside the symmetric heap");
 		return MOE_ERR_SYSTEM;
 	}
-	size_t off = (size_t)(p - c->heap);
-	tally(c, MOE_GROUP_WORLD, peer, bytes);
-	for (size_t done = 0; done < bytes;) {
-		int k = (int)MOE_MIN(bytes - done, (size_t)1 << 30);
-		MPI_OK(MPI_Get((char *)dst + done, k, MPI_BYTE, peer, (MPI_Aint)(off + done), k, MPI_BYTE, c->win));
-		done += (size_t)k;
+	if (peer < 0 || peer >= c->nmem[MOE_GROUP_WORLD] || !c->peer_heap[peer]) {
+		moe_err("transport mpi: rank %d is not on this node: one-sided reads stay within a node", peer);
+		return MOE_ERR_UNSUPPORTED;
 	}
+	tally(c, MOE_GROUP_WORLD, peer, bytes);
+	memcpy(dst, c->peer_heap[peer] + (p - c->heap), bytes);
 	return MOE_OK;
 }
 
+/* Reads are plain loads from the mapped window: they have landed when read_peer returns. */
 static int mpi_read_fence(struct moe_comm *c)
 {
-	MPI_OK(MPI_Win_flush_all(c->win));
 	return MOE_OK;
 }
 
