@@ -3,7 +3,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git python3
       libhwloc-dev hwloc libinih-dev libjansson-dev libpapi-dev libopenblas-dev libsqlite3-dev
-      libcmocka-dev gnuplot-nox)
+      libcmocka-dev gnuplot-nox
+      openmpi-bin libopenmpi-dev # runs under mpirun/srun across nodes (optional at build time)
+      slurm-wlm util-linux)      # the 2-node Slurm test (its install starts no daemon); unshare for emulated nodes
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

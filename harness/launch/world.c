@@ -415,6 +415,17 @@ int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_pla
 	g.outcome = judge(w, texts, n, reports, why, sizeof(why));
 	rc = moe_launch_case(c, NULL, plan, &o2, NULL, case_json);
 	json_object_set_new(*case_json, "wall_s", json_real((moe_now_us() - t0) * 1e-6));
+	json_t *b = json_object_get(*case_json, "bytes");
+	if (b && rc != MOE_EXIT_USAGE) {
+		double intra = 0, inter = 0;
+		for (int r = 0; r < n; r++) {
+			json_t *rb = json_object_get(reports[r], "bytes");
+			intra += (double)json_integer_value(json_object_get(rb, "wire_intra"));
+			inter += (double)json_integer_value(json_object_get(rb, "wire_inter"));
+		}
+		json_object_set_new(b, "wire_intra_per_rank", json_real(intra / n));
+		json_object_set_new(b, "wire_inter_per_rank", json_real(inter / n));
+	}
 	for (int r = 0; r < w->size; r++)
 		free(texts[r]);
 	for (int r = 0; r < n; r++)
