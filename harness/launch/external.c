@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "moe.h"
+#include "world.h"
+
 static int int_var(const char *name, int *out, int *found, char *err, size_t errlen)
 {
 	const char *v = getenv(name);
@@ -88,3 +91,36 @@ int moe_ext_detect(struct moe_ext_env *e, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+#ifndef MOE_HAVE_MPI
+/* Without MPI an external launch is refused loudly: N copies of a one-host run would be worse. */
+
+int moe_world_run(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases, moe_run_fn run)
+{
+	struct moe_ext_env e;
+	char err[256] = "";
+	int d = moe_ext_detect(&e, err, sizeof(err));
+	if (d == 0)
+		return run(argc, argv, o, cases);
+	fprintf(stderr, "moebench: %s: this moebench was built without MPI, so it cannot join the ranks %s "
+		"started; rebuild with MPI (scripts/deps.sh installs it) or run moebench run on one host\n",
+		d < 0 ? err : e.launcher, d < 0 ? "the launcher" : e.launcher);
+	return MOE_EXIT_USAGE;
+}
+
+int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_plan *plan, const struct moe_run_opts *o,
+		   json_t **case_json)
+{
+	return MOE_EXIT_USAGE;
+}
+
+void moe_world_env(struct moe_world *w, json_t *env, json_t *run, const char *dir) {}
+
+int moe_world_topo(const struct moe_run_opts *o)
+{
+	struct moe_ext_env e;
+	char err[256];
+	return moe_ext_detect(&e, err, sizeof(err)) == 0 ? -1 : MOE_EXIT_USAGE;
+}
+
+#endif

@@ -14,42 +14,13 @@
 #include "moe.h"
 #include "params.h"
 
-#ifndef MOE_HAVE_MPI
-
-int moe_world_run(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases, moe_run_fn run)
-{
-	struct moe_ext_env e;
-	char err[256] = "";
-	int d = moe_ext_detect(&e, err, sizeof(err));
-	if (d == 0)
-		return run(argc, argv, o, cases);
-	fprintf(stderr, "moebench: %s: this moebench was built without MPI, so it cannot join the ranks %s "
-		"started; rebuild with MPI (scripts/deps.sh installs it) or run moebench run on one host\n",
-		d < 0 ? err : e.launcher, d < 0 ? "the launcher" : e.launcher);
-	return MOE_EXIT_USAGE;
-}
-
-int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_plan *plan, const struct moe_run_opts *o,
-		   json_t **case_json)
-{
-	return MOE_EXIT_USAGE;
-}
-
-void moe_world_env(struct moe_world *w, json_t *env, json_t *run, const char *dir) {}
-
-int moe_world_topo(const struct moe_run_opts *o)
-{
-	struct moe_ext_env e;
-	char err[256];
-	return moe_ext_detect(&e, err, sizeof(err)) == 0 ? -1 : MOE_EXIT_USAGE;
-}
-
-#else
+#ifdef MOE_HAVE_MPI
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "boot.h"
 #include "mpi_iface.h"
@@ -113,8 +84,7 @@ static int world_pin(struct moe_world *w, const struct moe_run_opts *o, struct m
 	return rc;
 }
 
-/* MPI_Init, the size cross-check, nodes and placements. Returns NULL with the reason printed. */
-static struct moe_world *world_join(const struct moe_ext_env *e, const struct moe_run_opts *o, int *rc)
+struct moe_world *moe_world_join(const struct moe_ext_env *e, const struct moe_run_opts *o, int *rc)
 {
 	struct moe_world *w = moe_xcalloc(1, sizeof(*w));
 	w->env = *e;
@@ -408,6 +378,12 @@ int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_pla
 	json_decref(*case_json);
 	int go = (int)(c - w->cases);
 	double t0 = moe_now_us();
+	if (w->launch && !json_object_get(w->launch, "first_case_ready_unix")) {
+		/* every rank has joined, pinned itself and parsed the scenarios: the launch is done */
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		json_object_set_new(w->launch, "first_case_ready_unix", json_real((double)now.tv_sec + now.tv_nsec * 1e-9));
+	}
 	MPI_Bcast(&go, 1, MPI_INT, 0, w->ctl);
 	char **texts = run_everywhere(w, c, o);
 	json_t **reports = moe_xcalloc((size_t)n, sizeof(json_t *));
@@ -472,7 +448,7 @@ int moe_world_run(int argc, char **argv, struct moe_run_opts *o, struct moe_case
 		fprintf(stderr, "moebench: external launch: %s\n", err);
 		return MOE_EXIT_USAGE;
 	}
-	struct moe_world *w = world_join(&e, o, &rc);
+	struct moe_world *w = moe_world_join(&e, o, &rc);
 	if (!w)
 		return rc;
 	w->cases = cases->v;
@@ -499,59 +475,6 @@ int moe_world_run(int argc, char **argv, struct moe_run_opts *o, struct moe_case
 	free(w->placed);
 	free(w);
 	return rc;
-}
-
-void moe_world_env(struct moe_world *w, json_t *env, json_t *run, const char *dir)
-{
-	json_t *nodes = json_array(), *per = json_array();
-	for (int k = 0; k < w->nnodes; k++) {
-		int c = 0;
-		for (int r = 0; r < w->size; r++)
-			c += w->node_of[r] == k;
-		json_array_append_new(nodes, json_string(w->node_names[k]));
-		json_array_append_new(per, json_integer(c));
-	}
-	int maj = 0, min = 0;
-	char std[16];
-	MPI_Get_version(&maj, &min);
-	snprintf(std, sizeof(std), "%d.%d", maj, min);
-	json_object_set_new(env, "launch", json_pack("{s:s,s:i,s:s,s:s,s:o,s:o}", "launcher", w->env.launcher, "world_size",
-						      w->size, "mpi_library", w->mpi_library, "mpi_standard", std,
-						      "nodes", nodes, "ranks_per_node", per));
-	pthread_mutex_lock(&w->lock);
-	w->run = run;
-	snprintf(w->dir, sizeof(w->dir), "%s", dir);
-	pthread_mutex_unlock(&w->lock);
-}
-
-int moe_world_topo(const struct moe_run_opts *o)
-{
-	struct moe_ext_env e;
-	char err[256] = "";
-	int d = moe_ext_detect(&e, err, sizeof(err)), rc;
-	if (d <= 0) {
-		if (d < 0)
-			fprintf(stderr, "moebench: external launch: %s\n", err);
-		return d == 0 ? -1 : MOE_EXIT_USAGE;
-	}
-	struct moe_world *w = world_join(&e, o, &rc);
-	if (!w)
-		return rc;
-	if (w->rank == 0) {
-		printf("# %s launch, %d ranks on %d node%s; %s\n", e.launcher, w->size, w->nnodes, w->nnodes == 1 ? "" : "s",
-		       w->mpi_library);
-		printf("%-6s %-20s %-6s %-5s %-5s %s\n", "rank", "node", "local", "gpu", "numa", "cpuset");
-		for (int r = 0; r < w->size; r++) {
-			int local = 0;
-			for (int q = 0; q < r; q++)
-				local += w->node_of[q] == w->node_of[r];
-			printf("%-6d %-20s %-6d %-5d %-5d %s\n", r, w->node_names[w->node_of[r]], local, w->placed[r].gpu,
-			       w->placed[r].numa, w->placed[r].cpuset);
-		}
-		fflush(stdout);
-	}
-	MPI_Finalize();
-	return MOE_EXIT_OK;
 }
 
 #endif

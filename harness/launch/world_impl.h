@@ -38,8 +38,13 @@ struct moe_world {
 	struct moe_run_opts opts;    /* the case's options (rank 0 records a failure with them) */
 	struct moe_status_area *status; /* this rank's status, read for phase and iteration */
 	json_t *run;                 /* rank 0: the run document and where it is written */
+	json_t *launch;              /* rank 0: run.json's env.launch (the first case's start goes in) */
 	char dir[4096];
 };
+
+/* MPI_Init, the size cross-check against the launcher's, nodes and placements. NULL (reason printed,
+ * *rc the exit code) when the world cannot be joined. */
+struct moe_world *moe_world_join(const struct moe_ext_env *e, const struct moe_run_opts *o, int *rc);
 
 /* The case's placement across the nodes, in the fork launcher's plan shape (replaces plan's contents). */
 void moe_world_plan(const struct moe_world *w, int n, struct moe_plan *plan);
