@@ -60,6 +60,19 @@ check "env: launcher, MPI library, nodes and ranks per node" test "$(jget "$J" \
 check "wire bytes split: an a2a case sends both within and across nodes" test "$(jget "$J" \
   "[(sum(r['bytes']['wire_intra'] > 0 for r in c['ranks']), sum(r['bytes']['wire_inter'] > 0 for r in c['ranks'])) for c in d['cases'] if c['name'] == 'ep4-uneven'][0]")" = "(4, 4)"
 
+mpirun2 2 "$MOEBENCH" topo >"$OUT/topo.out" 2>&1
+check "topo under mpirun: every rank's node, GPU and cpuset" python3 - "$OUT/topo.out" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l[:1].isdigit()]
+assert [(r[0], r[1], r[2]) for r in rows] == [("0", "nodea", "0"), ("1", "nodea", "1"), ("2", "nodeb", "0"), ("3", "nodeb", "1")], rows
+assert all(r[3] == "-1" and r[5] for r in rows), rows
+PY
+# MPICH under srun --mpi=pmix starts N worlds of one rank that all exit 0: the size check refuses that
+PMI_RANK=0 PMI_SIZE=4 "$MOEBENCH" run "$SRC/scenarios/smoke.ini" --out "$OUT/single" >"$OUT/single.out" 2>&1
+rc=$?
+check "a launcher's size that MPI does not see: exit 2 (got $rc) with the reason" \
+  grep -q "pmi started 4 ranks (PMI_SIZE) but MPI sees rank 0 of a world of 1" "$OUT/single.out"
+
 # planted faults on rank 3, on nodeb: the first case (2 ranks, on nodea) finishes first
 cat >"$OUT/two.ini" <<'INI'
 [global]
