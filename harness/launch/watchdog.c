@@ -37,8 +37,9 @@ static void on_fatal(int sig)
 
 static void where(struct moe_world *w, char *buf, size_t len)
 {
-	int ph = w->status ? atomic_load(&w->status->phase[w->rank]) : MOE_PH_start;
-	long long it = w->status ? (long long)atomic_load(&w->status->iter[w->rank]) : 0;
+	struct moe_status_area *st = w->status; /* NULL between this rank's shares of the cases */
+	int ph = st ? atomic_load(&st->phase[w->rank]) : MOE_PH_start;
+	long long it = st ? (long long)atomic_load(&st->iter[w->rank]) : 0;
 	snprintf(buf, len, "rank %d on %s in phase %s (iteration %lld)", w->rank, w->node_names[w->node_of[w->rank]],
 		 moe_phase_name(ph), it);
 }
@@ -57,6 +58,12 @@ void moe_world_fail(struct moe_world *w, const char *reason)
 		o.gathered = &g;
 		moe_world_plan(w, n, &plan);
 		moe_launch_case(w->c, NULL, &plan, &o, NULL, &cj);
+		json_t *pj = json_array(); /* what run_cases adds to every case it records */
+		for (int r = 0; r < n; r++)
+			json_array_append_new(pj, json_pack("{s:i,s:i,s:s,s:i}", "rank", r, "gpu", plan.ranks[r].gpu, "cpuset",
+							    plan.ranks[r].cpuset_str, "numa", plan.ranks[r].numa_node));
+		json_object_set_new(cj, "placement", json_pack("{s:s,s:o}", "bind", moe_bind_name(plan.bind), "ranks", pj));
+		moe_plan_free(&plan);
 		json_array_append_new(json_object_get(w->run, "cases"), cj);
 		moe_results_write(w->dir, w->run);
 	}

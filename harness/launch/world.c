@@ -68,6 +68,7 @@ static int world_pin(struct moe_world *w, const struct moe_run_opts *o, struct m
 	int rc = moe_plan_build(topo, w->env.local_size, o->bind, &plan, err, len);
 	if (!rc) {
 		rc = moe_plan_apply(topo, &plan, w->env.local_rank, err, len);
+		w->bind = plan.bind;
 		const struct moe_rank_place *pl = &plan.ranks[w->env.local_rank];
 		mine->gpu = pl->gpu;
 		mine->numa = pl->numa_node;
@@ -202,16 +203,13 @@ static char *run_here(struct moe_world *w, const struct moe_case *c, const struc
 	pthread_create(&th, NULL, drain_main, &d);
 	pthread_mutex_lock(&w->lock);
 	w->status = st;
-	w->deadline_us = moe_now_us() + c->p.timeout * 1e6;
-	w->timeout_s = c->p.timeout;
-	w->active = 1;
 	pthread_mutex_unlock(&w->lock);
 	moe_mpi_case.wire_intra = moe_mpi_case.wire_inter = 0;
 	int rc = moe_rank_main();
 	shutdown(sv[1], SHUT_WR); /* the drain thread reads to the end of what the rank sent */
 	pthread_join(th, NULL);
 	pthread_mutex_lock(&w->lock);
-	w->active = 0;
+	w->status = NULL; /* unmapped below: the watchdog must not read it */
 	pthread_mutex_unlock(&w->lock);
 	json_object_set_new(rep, "rc", json_integer(rc));
 	if (d.error[0])
@@ -253,10 +251,14 @@ static char **run_everywhere(struct moe_world *w, const struct moe_case *c, cons
 	MPI_Comm_split(w->ctl, w->rank < n ? 0 : MPI_UNDEFINED, w->rank, &cc);
 	moe_mpi_case.comm = cc;
 	moe_mpi_case.node_of = w->node_of;
+	/* the case lasts until rank 0 has every report: a rank that finished its share still waits for it */
 	pthread_mutex_lock(&w->lock);
 	w->c = c;
 	w->n_case = n;
 	w->opts = *o;
+	w->deadline_us = moe_now_us() + c->p.timeout * 1e6;
+	w->timeout_s = c->p.timeout;
+	w->active = w->rank < n;
 	pthread_mutex_unlock(&w->lock);
 	char *mine = w->rank < n ? run_here(w, c, o, n) : moe_xstrdup("{}");
 	if (cc != MPI_COMM_NULL)
@@ -279,6 +281,9 @@ static char **run_everywhere(struct moe_world *w, const struct moe_case *c, cons
 	}
 	MPI_Gatherv(mine, len, MPI_CHAR, all, lens, displs, MPI_CHAR, 0, w->ctl);
 	free(mine);
+	pthread_mutex_lock(&w->lock);
+	w->active = 0;
+	pthread_mutex_unlock(&w->lock);
 	if (w->rank == 0) {
 		out = moe_xcalloc((size_t)w->size, sizeof(char *));
 		for (int r = 0; r < w->size; r++)
@@ -322,7 +327,7 @@ void moe_world_plan(const struct moe_world *w, int n, struct moe_plan *plan)
 	moe_plan_free(plan);
 	memset(plan, 0, sizeof(*plan));
 	plan->nranks = n;
-	plan->bind = MOE_BIND_CORE;
+	plan->bind = w->bind;
 	plan->ranks = moe_xcalloc((size_t)n, sizeof(*plan->ranks));
 	for (int r = 0; r < n; r++) {
 		plan->ranks[r].rank = r;

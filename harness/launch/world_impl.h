@@ -20,6 +20,7 @@ struct moe_placed {
 struct moe_world {
 	struct moe_ext_env env;
 	int rank, size, local_rank, local_size, nnodes;
+	enum moe_bind bind;          /* what this rank's node plan used (rank 0's stands for all) */
 	int *node_of;                /* node index of each world rank */
 	char (*node_names)[MOE_NODE_MAX]; /* per node index */
 	struct moe_placed *placed;   /* per world rank */
