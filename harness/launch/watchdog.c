@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "moe.h"
+#include "mpi_iface.h"
 #include "results.h"
 #include "world_impl.h"
 
@@ -40,8 +41,9 @@ static void where(struct moe_world *w, char *buf, size_t len)
 	struct moe_status_area *st = w->status; /* NULL between this rank's shares of the cases */
 	int ph = st ? atomic_load(&st->phase[w->rank]) : MOE_PH_start;
 	long long it = st ? (long long)atomic_load(&st->iter[w->rank]) : 0;
-	snprintf(buf, len, "rank %d on %s in phase %s (iteration %lld)", w->rank, w->node_names[w->node_of[w->rank]],
-		 moe_phase_name(ph), it);
+	snprintf(buf, len, "rank %d on %s in phase %s (iteration %lld%s)", w->rank, w->node_names[w->node_of[w->rank]],
+		 moe_phase_name(ph), it,
+		 __atomic_load_n(&moe_mpi_case.in_collective, __ATOMIC_RELAXED) ? ", waiting in an MPI collective" : "");
 }
 
 void moe_world_fail(struct moe_world *w, const char *reason)

@@ -38,6 +38,15 @@ struct moe_comm {
 		}                                                                                      \
 	} while (0)
 
+/* An MPI call of the data path: a hang report tells the rank waiting in it from the rank it waits for. */
+#define MPI_COLL(call)                                                                   \
+	do {                                                                             \
+		__atomic_store_n(&moe_mpi_case.in_collective, 1, __ATOMIC_RELAXED);      \
+		int ce_ = (call);                                                        \
+		__atomic_store_n(&moe_mpi_case.in_collective, 0, __ATOMIC_RELAXED);      \
+		MPI_OK(ce_);                                                             \
+	} while (0)
+
 /* Count bytes to member m of group g as intra- or inter-node wire bytes (dwdp reads from a helper thread). */
 static void tally(struct moe_comm *c, enum moe_group g, int m, size_t bytes)
 {
@@ -126,13 +135,13 @@ static void *mpi_alloc(struct moe_comm *c, size_t bytes)
 
 static int mpi_barrier(struct moe_comm *c, enum moe_group g)
 {
-	MPI_OK(MPI_Barrier(c->comm[g]));
+	MPI_COLL(MPI_Barrier(c->comm[g]));
 	return MOE_OK;
 }
 
 static int mpi_exchange(struct moe_comm *c, enum moe_group g, const int64_t *send, int64_t *recv)
 {
-	MPI_OK(MPI_Alltoall(send, 1, MPI_INT64_T, recv, 1, MPI_INT64_T, c->comm[g]));
+	MPI_COLL(MPI_Alltoall(send, 1, MPI_INT64_T, recv, 1, MPI_INT64_T, c->comm[g]));
 	return MOE_OK;
 }
 
@@ -159,7 +168,7 @@ static int mpi_alltoallv(struct moe_comm *c, enum moe_group g, const void *sendb
 	MOE_CHECK(to_int(rdispls, n, c->di2));
 	for (int m = 0; m < n; m++)
 		tally(c, g, m, scounts[m]);
-	MPI_OK(MPI_Alltoallv(sendbuf, c->ci, c->di, MPI_BYTE, recvbuf, c->ci2, c->di2, MPI_BYTE, c->comm[g]));
+	MPI_COLL(MPI_Alltoallv(sendbuf, c->ci, c->di, MPI_BYTE, recvbuf, c->ci2, c->di2, MPI_BYTE, c->comm[g]));
 	return MOE_OK;
 }
 
@@ -173,7 +182,7 @@ static int mpi_allgatherv(struct moe_comm *c, enum moe_group g, const void *send
 		return MOE_ERR_UNSUPPORTED;
 	for (int m = 0; m < n; m++)
 		tally(c, g, m, sbytes);
-	MPI_OK(MPI_Allgatherv(sendbuf, (int)sbytes, MPI_BYTE, recvbuf, c->ci2, c->di2, MPI_BYTE, c->comm[g]));
+	MPI_COLL(MPI_Allgatherv(sendbuf, (int)sbytes, MPI_BYTE, recvbuf, c->ci2, c->di2, MPI_BYTE, c->comm[g]));
 	return MOE_OK;
 }
 
@@ -184,7 +193,7 @@ static int mpi_bcast(struct moe_comm *c, enum moe_group g, void *buf, size_t byt
 	if (c->me[g] == root)
 		for (int m = 0; m < c->nmem[g]; m++)
 			tally(c, g, m, bytes);
-	MPI_OK(MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, c->comm[g]));
+	MPI_COLL(MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, c->comm[g]));
 	return MOE_OK;
 }
 
@@ -209,9 +218,11 @@ static int mpi_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const f
 		c->di2[m] = (int)(rb * (size_t)m);
 		tally(c, g, m, sb);
 	}
+	__atomic_store_n(&moe_mpi_case.in_collective, 1, __ATOMIC_RELAXED);
 	if (rc == MOE_OK &&
 	    MPI_Alltoallv(sendbuf, c->ci, c->di, MPI_BYTE, blocks, c->ci2, c->di2, MPI_BYTE, c->comm[g]) != MPI_SUCCESS)
 		rc = MOE_ERR_SYSTEM;
+	__atomic_store_n(&moe_mpi_case.in_collective, 0, __ATOMIC_RELAXED);
 	if (rc == MOE_OK) {
 		memcpy(recvbuf, blocks, cnt * sizeof(float));
 		for (int m = 1; m < n; m++)

@@ -11,6 +11,7 @@ struct moe_mpi_case {
 	/* bytes this rank sent (or pulled, for one-sided reads) to peers on its own node and on others,
 	 * summed over every call of the case; self excluded */
 	int64_t wire_intra, wire_inter;
+	int in_collective;   /* the main thread is inside one of the transport's MPI calls (the watchdog says so) */
 };
 
 extern struct moe_mpi_case moe_mpi_case;

@@ -106,4 +106,6 @@ for fault in "3:dispatch:crash|rank 3 on nodeb in phase dispatch (iteration 0) w
   sleep 0.5
   check "$spec: no process left (moebench, orted, agent)" no_leftover "$d"
 done
+check "the hang names the rank that is not waiting in a collective" test "$(jget "$(run_json "$OUT/3_dispatch_hang")" \
+  "('rank 3 on nodeb in phase dispatch (iteration 0)' in d['cases'][1]['reason'], d['cases'][1]['reason'].count('waiting in an MPI collective'))")" = "(True, 3)"
 finish

@@ -35,6 +35,14 @@ print(len(run), "cases;", "\n".join(bad))
 sys.exit(1 if bad or not four else 0)
 PY
 check "every case ok, digests equal to the fork launcher's, ranks on their nodes ($(head -c 60 "$OUT/compare.txt"))" test $? -eq 0
+# a crash on n2 ends the job through srun (MPI_Abort), the finished case kept
+printf '[global]\nmodel = qwen3-debug\nexpert = scale\niters = 2\nwarmup = 0\n[first]\ndp = 2\ntokens = 64\n[second]\ndp = 4\ntokens = 64\n' >"$OUT/two.ini"
+timeout 60 srun -N2 -n4 --mpi=pmix "$MOEBENCH" run "$OUT/two.ini" --out "$OUT/srun-crash" --inject-fault 3:dispatch:crash \
+  >"$OUT/crash.out" 2>&1
+rc=$?
+check "srun, rank 3 crashing on n2: exit 3 (got $rc), named with its node and phase" test "$rc" -eq 3 -a -n "$(grep -F "rank 3 on n2 in phase dispatch (iteration 0) was killed by signal 11" "$OUT/crash.out")"
+check "srun crash: the first case kept, the second an error" test "$(jget "$(run_json "$OUT/srun-crash")" \
+  "[c['verdict'] for c in d['cases']]")" = "['ok', 'error']"
 slurm_down
 trap - EXIT
 # (a step daemon's zombie waits for this container's init to reap it: not running, not counted)
