@@ -63,6 +63,9 @@ int moe_ext_detect(struct moe_ext_env *e, char *err, size_t errlen)
 		/* srun's variables count only inside a step: under salloc they describe the allocation */
 		if (!strcmp(v->launcher, "slurm") && !getenv("SLURM_STEP_ID"))
 			continue;
+		/* RANK and WORLD_SIZE are common names: torchrun also leaves its run id */
+		if (!strcmp(v->launcher, "torchrun") && !getenv("TORCHELASTIC_RUN_ID"))
+			continue;
 		if (int_var(v->rank, &e->rank, &f_rank, err, errlen) || int_var(v->size, &e->size, &f_size, err, errlen))
 			return -1;
 		if (!f_rank || !f_size)

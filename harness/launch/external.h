@@ -13,9 +13,9 @@ struct moe_ext_env {
 };
 
 /* Reads the launcher's variables, innermost launcher first (Open MPI, PMI, torchrun, then Slurm, whose
- * SLURM_PROCID counts only inside a step). Returns 1 when an external launcher started this process,
- * 0 when not (the fork launcher is then the default), -1 when its variables are malformed (reason in
- * err). */
+ * SLURM_PROCID counts only inside a step; torchrun only with its TORCHELASTIC_RUN_ID). Returns 1 when
+ * an external launcher started this process, 0 when not (the fork launcher is then the default), -1
+ * when its variables are malformed (reason in err). */
 int moe_ext_detect(struct moe_ext_env *e, char *err, size_t errlen);
 
 #endif

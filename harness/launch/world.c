@@ -316,7 +316,7 @@ static void layout_rule(const struct moe_world *w, const struct moe_params *p, i
 		}
 }
 
-static void case_header(json_t *cj, const struct moe_world *w, const char *verdict, const char *reason)
+static void case_verdict(json_t *cj, const char *verdict, const char *reason)
 {
 	json_object_set_new(cj, "verdict", json_string(verdict));
 	json_object_set_new(cj, "reason", json_string(reason));
@@ -373,11 +373,11 @@ int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_pla
 	layout_rule(w, &c->p, MOE_MIN(n, w->size), why, sizeof(why));
 	if (n > w->size) {
 		snprintf(why, sizeof(why), "%d ranks: the launcher started %d", n, w->size);
-		case_header(*case_json, w, "skipped", why);
+		case_verdict(*case_json, "skipped", why);
 		return MOE_EXIT_SKIP;
 	}
 	if (why[0]) {
-		case_header(*case_json, w, "error", why);
+		case_verdict(*case_json, "error", why);
 		return MOE_EXIT_USAGE;
 	}
 	json_decref(*case_json);
@@ -466,7 +466,6 @@ int moe_world_run(int argc, char **argv, struct moe_run_opts *o, struct moe_case
 		int stop = GO_STOP;
 		MPI_Bcast(&stop, 1, MPI_INT, 0, w->ctl);
 	} else {
-		o->quiet = 1;
 		follow(w, o);
 		rc = MOE_EXIT_OK;
 	}

@@ -14,7 +14,7 @@ static const char *const all_vars[] = {
 	"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
 	"PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "RANK", "WORLD_SIZE", "LOCAL_RANK",
 	"LOCAL_WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_STEP_ID", "SLURM_NODEID",
-	"SLURM_STEP_TASKS_PER_NODE", "SLURMD_NODENAME",
+	"SLURM_STEP_TASKS_PER_NODE", "SLURMD_NODENAME", "TORCHELASTIC_RUN_ID",
 };
 
 static int clean(void **state)
@@ -61,8 +61,15 @@ static void hydra_before_torchrun(void **state)
 {
 	struct moe_ext_env e;
 	char err[128];
-	setenv("RANK", "0", 1);
+	setenv("RANK", "1", 1);
 	setenv("WORLD_SIZE", "2", 1);
+	/* RANK and WORLD_SIZE alone (a CI job's own variables) are not a launch */
+	assert_int_equal(moe_ext_detect(&e, err, sizeof(err)), 0);
+	setenv("TORCHELASTIC_RUN_ID", "none", 1);
+	assert_int_equal(moe_ext_detect(&e, err, sizeof(err)), 1);
+	assert_string_equal(e.launcher, "torchrun");
+	assert_int_equal(e.rank, 1);
+	assert_int_equal(e.local_size, 1); /* no LOCAL_*: one rank a node is the safe pinning */
 	setenv("PMI_RANK", "3", 1);
 	setenv("PMI_SIZE", "4", 1);
 	setenv("MPI_LOCALRANKID", "1", 1);
