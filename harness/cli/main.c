@@ -688,6 +688,8 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 			char ps[512];
 			snprintf(ps, sizeof(ps), "bind %s, %d GPU%s; per case, rank r gets its share of the cores in rank order",
 				 moe_bind_name(plan.bind), plan.ngpus, plan.ngpus == 1 ? "" : "s");
+			if (o->world)
+				moe_world_summary(o->world, ps, sizeof(ps));
 			json_object_set_new(env, "placement_summary", json_string(ps));
 			if (out)
 				moe_results_header(out, env);

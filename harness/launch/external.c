@@ -119,6 +119,8 @@ int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_pla
 
 void moe_world_env(struct moe_world *w, json_t *env, json_t *run, const char *dir) {}
 
+void moe_world_summary(const struct moe_world *w, char *buf, size_t len) {}
+
 int moe_world_topo(const struct moe_run_opts *o)
 {
 	struct moe_ext_env e;

@@ -25,6 +25,9 @@ int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_pla
 /* rank 0: record the launch in run.json's env; run and dir let a failing case be written before the job ends. */
 void moe_world_env(struct moe_world *w, json_t *env, json_t *run, const char *dir);
 
+/* rank 0: the run header's placement line for an external launch. */
+void moe_world_summary(const struct moe_world *w, char *buf, size_t len);
+
 /* `moebench topo` under an external launcher: every rank's node, GPU and cpuset, printed by rank 0.
  * Returns -1 when no external launcher started this process, else the exit code. */
 int moe_world_topo(const struct moe_run_opts *o);

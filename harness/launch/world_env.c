@@ -40,6 +40,16 @@ void moe_world_env(struct moe_world *w, json_t *env, json_t *run, const char *di
 	pthread_mutex_unlock(&w->lock);
 }
 
+void moe_world_summary(const struct moe_world *w, char *buf, size_t len)
+{
+	int gpus = 0;
+	for (int r = 0; r < w->size; r++)
+		gpus += w->placed[r].gpu >= 0;
+	snprintf(buf, len, "%s launch: %d ranks on %d node%s (%s), each pinned by its node's plan (bind %s), %d with a GPU; "
+		 "a case of n ranks runs on ranks 0..n-1", w->env.launcher, w->size, w->nnodes, w->nnodes == 1 ? "" : "s",
+		 w->mpi_library, moe_bind_name(w->bind), gpus);
+}
+
 int moe_world_topo(const struct moe_run_opts *o)
 {
 	struct moe_ext_env e;
