@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "boot.h"
 #include "moe.h"
 #include "mpi_iface.h"
 #include "transport.h"
@@ -59,6 +60,26 @@ static void tally(struct moe_comm *c, enum moe_group g, int m, size_t bytes)
 		__atomic_fetch_add(&moe_mpi_case.wire_inter, (int64_t)bytes, __ATOMIC_RELAXED);
 }
 
+/* Symmetric allocation needs one heap size everywhere; asked through the bootstrap channel, the same path
+ * (an MPI_Allgather served by world.c) that carries nccl's unique id under an external launch. */
+static int heap_agrees(const struct moe_comm_info *info, uint64_t mine)
+{
+	uint64_t *heaps = moe_xcalloc((size_t)info->nranks, sizeof(uint64_t));
+	int rc = MOE_OK;
+	if (moe_boot_allgather(info->boot_fd, &mine, sizeof(mine), heaps, info->nranks)) {
+		moe_err("transport mpi: the bootstrap all-gather failed");
+		rc = MOE_ERR_SYSTEM;
+	}
+	for (int r = 0; rc == MOE_OK && r < info->nranks; r++)
+		if (heaps[r] != mine) {
+			moe_err("transport mpi: rank %d sized its symmetric heap %llu bytes, this rank %llu", r,
+				(unsigned long long)heaps[r], (unsigned long long)mine);
+			rc = MOE_ERR_SYSTEM;
+		}
+	free(heaps);
+	return rc;
+}
+
 static int mpi_init(struct moe_comm **out, const struct moe_comm_info *info)
 {
 	int inited = 0;
@@ -80,6 +101,8 @@ static int mpi_init(struct moe_comm **out, const struct moe_comm_info *info)
 	c->ci2 = moe_xcalloc((size_t)info->nranks, sizeof(int));
 	c->di2 = moe_xcalloc((size_t)info->nranks, sizeof(int));
 	c->heap_bytes = info->heap_per_rank;
+	if (info->boot_fd >= 0) /* moe_a2a_bench has no launcher channel */
+		MOE_CHECK(heap_agrees(info, c->heap_bytes));
 	c->peer_heap = moe_xcalloc((size_t)info->nranks, sizeof(char *));
 	MPI_OK(MPI_Comm_split_type(moe_mpi_case.comm, MPI_COMM_TYPE_SHARED, info->rank, MPI_INFO_NULL, &c->node));
 	MPI_Info hint;

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 	int rounds = argc > 2 ? atoi(argv[2]) : 30;
 	moe_mpi_case.comm = MPI_COMM_WORLD;
 	moe_mpi_case.node_of = nodes(rank, size);
-	struct moe_comm_info info = {.rank = rank, .nranks = size, .dp = size, .tp = 1,
+	struct moe_comm_info info = {.rank = rank, .nranks = size, .dp = size, .tp = 1, .boot_fd = -1,
 				     .heap_per_rank = per * (size_t)size + 4096};
 	const struct moe_transport_ops *xp = &moe_transport_mpi;
 	struct moe_comm *c;
