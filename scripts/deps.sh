@@ -5,6 +5,9 @@ pkgs=(build-essential cmake pkg-config git python3
       libhwloc-dev hwloc libinih-dev libjansson-dev libpapi-dev libopenblas-dev libsqlite3-dev
       libcmocka-dev gnuplot-nox python3-jsonschema)
 missing=()
+# runs across nodes under mpirun/srun (MPI is optional at build time), the 2-node Slurm test (its install
+# starts no daemon) and unshare for the emulated nodes (docs/MULTINODE.md)
+pkgs+=(openmpi-bin libopenmpi-dev slurm-wlm util-linux)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

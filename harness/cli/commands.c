@@ -16,6 +16,7 @@
 #include "plot.h"
 #include "status.h"
 #include "topo.h"
+#include "world.h"
 
 /* topo: the machine and the placement plan for --ranks N (default one per GPU, or per core) */
 int moe_cli_topo(int argc, char **argv)
@@ -25,6 +26,9 @@ int moe_cli_topo(int argc, char **argv)
 	moe_cli_free_opts(&o); /* topo reads no --set */
 	if (bad)
 		return MOE_EXIT_USAGE;
+	int ext = moe_world_topo(&o); /* under mpirun or srun: every rank's node, GPU and cpuset */
+	if (ext >= 0)
+		return ext;
 	int nranks = o.ranks;
 	hwloc_topology_t topo;
 	char err[512];

@@ -21,6 +21,7 @@
 #include "scenario.h"
 #include "status.h"
 #include "topo.h"
+#include "world.h"
 
 /* auto backend and transport become concrete here, where the machine is known (GPUs are counted from
  * hwloc's PCI view: the launcher never initialises CUDA) */
@@ -214,6 +215,8 @@ static void start_record(struct run *R, int argc, char **argv)
 	json_object_set_new(R->run, "run_id", json_string(R->run_id));
 	json_object_set(R->run, "env", R->env);
 	json_object_set(R->run, "cases", R->jcases);
+	if (R->o->world)
+		moe_world_env(R->o->world, R->env, R->run, R->dir);
 	R->out = R->o->quiet || R->o->json_stdout ? NULL : stdout;
 }
 
@@ -225,6 +228,8 @@ static void header_once(struct run *R, const struct moe_plan *plan)
 	char ps[512];
 	snprintf(ps, sizeof(ps), "bind %s, %d GPU%s; per case, rank r gets its share of the cores in rank order",
 		 moe_bind_name(plan->bind), plan->ngpus, plan->ngpus == 1 ? "" : "s");
+	if (R->o->world)
+		moe_world_summary(R->o->world, ps, sizeof(ps));
 	json_object_set_new(R->env, "placement_summary", json_string(ps));
 	if (R->out)
 		moe_results_header(R->out, R->env);
@@ -266,7 +271,7 @@ static void run_one(struct run *R, const struct moe_case *c, int i, int ncases)
 		fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed%s\033[K", i + 1, ncases, c->name, el, eta);
 	}
 	json_t *cj;
-	int r = moe_launch_case(c, R->topo, &plan, o, R->exe, &cj);
+	int r = o->world ? moe_world_case(o->world, c, &plan, o, &cj) : moe_launch_case(c, R->topo, &plan, o, R->exe, &cj);
 	if (tty)
 		fprintf(stderr, "\r\033[K");
 	json_t *pj = json_array();
@@ -364,7 +369,7 @@ int moe_cli_run(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	int rc = moe_cli_prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : run_cases(argc, argv, &o, &cases);
+	int rc = moe_cli_prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : moe_world_run(argc, argv, &o, &cases, run_cases);
 	moe_caselist_free(&cases);
 	moe_cli_free_opts(&o);
 	return rc;

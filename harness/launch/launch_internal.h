@@ -39,6 +39,8 @@ struct launch {
 
 /* spawn.c: fork each rank into the case's process group, pin and exec it, and send it the case. */
 int moe_launch_spawn(struct launch *L, const char *exe, hwloc_topology_t topo);
+/* The case as the text a rank reads on its bootstrap socket (every value escaped onto its own line). */
+char *moe_launch_text(const struct moe_case *c, const struct moe_run_opts *o, int rank);
 /* supervise.c: serve the ranks' bootstrap and messages until every one exited, one failed, a signal
  * arrived or the case timed out (L->failed and L->reason say which) */
 void moe_launch_supervise(struct launch *L);

@@ -56,7 +56,7 @@ static void case_tokens(json_t *cj, const struct moe_params *p, int n, int64_t *
 
 /* Why this case cannot run here, or MOE_EXIT_OK: _SKIP for what this build or machine lacks, _USAGE for
  * a combination that would only hang or crash the ranks. */
-static int refusal(const struct moe_params *p, const struct moe_plan *plan, int n,
+static int refusal(const struct moe_params *p, const struct moe_plan *plan, int n, int gathered,
 		   const struct moe_strategy_ops *st, char *reason, size_t len)
 {
 	if (n > MOE_MAX_RANKS)
@@ -68,9 +68,12 @@ static int refusal(const struct moe_params *p, const struct moe_plan *plan, int 
 			 moe_backend_name(p->backend));
 	else if (p->backend == MOE_BACKEND_CUDA && plan->ngpus == 0)
 		snprintf(reason, len, "backend cuda: no NVIDIA GPU on this machine");
-	else if ((p->backend == MOE_BACKEND_HOST) != (p->transport == MOE_TRANSPORT_SHM))
-		snprintf(reason, len, "transport %s does not work with backend %s (shm goes with host; ipc and "
+	else if ((p->backend == MOE_BACKEND_HOST) != (p->transport == MOE_TRANSPORT_SHM || p->transport == MOE_TRANSPORT_MPI))
+		snprintf(reason, len, "transport %s does not work with backend %s (shm and mpi go with host; ipc and "
 			 "nccl with cuda)", moe_transport_name(p->transport), moe_backend_name(p->backend));
+	else if (p->backend == MOE_BACKEND_HOST && (p->transport == MOE_TRANSPORT_MPI) != gathered)
+		snprintf(reason, len, gathered ? "transport shm needs the fork launcher's shared segment: use mpi "
+			 "under mpirun or srun" : "transport mpi runs under mpirun or srun (moebench run started by them)");
 	else if (p->transport == MOE_TRANSPORT_NCCL && p->strategy == MOE_STRAT_DWDP)
 		snprintf(reason, len, "dwdp pulls weights with one-sided reads, which nccl does not offer: use ipc");
 	if (!reason[0] && p->transport == MOE_TRANSPORT_NCCL && n > plan->ngpus) {
@@ -180,6 +183,15 @@ static int verdict(json_t *cj, const struct launch *L, json_t *ranks, int mismat
 	return outcome;
 }
 
+/* An external launch: the reports rank 0 gathered stand for the ranks' messages; nothing is spawned. */
+static int take_gathered(struct launch *L, const struct moe_gathered *g)
+{
+	for (int r = 0; r < L->n; r++)
+		L->reported += (L->rp[r].result = json_incref(g->reports[r])) != NULL;
+	snprintf(L->reason, sizeof(L->reason), "%s", g->reason ? g->reason : "");
+	return g->outcome;
+}
+
 /* Collect the ranks' records into the case's record and give it its verdict (or its reason). */
 static int collect(json_t *cj, struct launch *L, int outcome)
 {
@@ -237,12 +249,14 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 	case_tokens(cj, L.p, L.n, &max_rows, &sum_rows, &part_sym);
 
 	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(L.p->strategy));
-	int refused = refusal(L.p, plan, L.n, st, L.reason, sizeof(L.reason));
+	int refused = refusal(L.p, plan, L.n, o->gathered != NULL, st, L.reason, sizeof(L.reason));
 	if (refused != MOE_EXIT_OK) {
 		json_object_set_new(cj, "verdict", json_string(refused == MOE_EXIT_USAGE ? "error" : "skipped"));
 		json_object_set_new(cj, "reason", json_string(L.reason));
 		return refused;
 	}
+	if (o->gathered && o->gathered->precheck)
+		return MOE_EXIT_OK;
 
 	size_t heap = st->sym_bytes(L.p, max_rows, sum_rows) + part_sym;
 	size_t seg = MOE_STATUS_BYTES + moe_shm_ctl_bytes(L.n, (int)L.p->dp) + (size_t)L.n * heap;
@@ -250,7 +264,9 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 	for (int r = 0; r < L.n; r++)
 		L.rp[r].fd = -1;
 	int outcome = MOE_EXIT_OK;
-	if (make_segment(&L, seg))
+	if (o->gathered) /* the ranks ran under MPI (world.c): judge what rank 0 gathered */
+		outcome = take_gathered(&L, o->gathered);
+	else if (make_segment(&L, seg))
 		outcome = MOE_EXIT_RANK;
 	else {
 		L.t_start = moe_now_us();
@@ -267,4 +283,9 @@ int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struc
 	outcome = collect(cj, &L, outcome);
 	release(&L);
 	return outcome;
+}
+
+char *moe_launch_case_text(const struct moe_case *c, const struct moe_run_opts *o, int rank)
+{
+	return moe_launch_text(c, o, rank);
 }

@@ -26,6 +26,17 @@ struct moe_run_opts {
 	char delay_phase[32]; /* --inject-delay PHASE:US (test aid, host backend) */
 	double delay_us;
 	double copy_GBps, gemm_TFLOPs; /* rooflines from `calibrate` (0: unknown) */
+	struct moe_world *world; /* external launch (world.c): cases go through moe_world_case */
+	const struct moe_gathered *gathered; /* set by world.c: nothing is spawned */
+};
+
+/* An external launch (world.c): the ranks ran the case under MPI and rank 0 gathered their reports;
+ * moe_launch_case then only checks and judges. precheck: stop after the checks (is it runnable?). */
+struct moe_gathered {
+	int precheck;
+	json_t **reports; /* n entries, NULL where a rank sent none */
+	int outcome;      /* MOE_EXIT_OK when every rank reported, else the failure's class */
+	const char *reason;
 };
 
 extern volatile sig_atomic_t moe_interrupted;
@@ -34,5 +45,8 @@ extern volatile sig_atomic_t moe_interrupted;
  * ranks found invalid, _RANK for a crash/hang/timeout, _SKIP when not runnable here) and its JSON record. */
 int moe_launch_case(const struct moe_case *c, hwloc_topology_t topo, const struct moe_plan *plan,
 		    const struct moe_run_opts *o, const char *exe, json_t **case_json);
+
+/* The case as text for rank `rank` (world.c hands it to the in-process rank). */
+char *moe_launch_case_text(const struct moe_case *c, const struct moe_run_opts *o, int rank);
 
 #endif

@@ -32,7 +32,7 @@ static void text_line(char **s, size_t *n, size_t *cap, const char *key, const c
 
 /* The case as the rank reads it: the parameters (values escaped by moe_params_serialize), then "@" lines
  * whose values are escaped here: no name or path can end a line early and add one of its own. */
-static char *case_text(const struct moe_case *c, const struct moe_run_opts *o, int rank)
+char *moe_launch_text(const struct moe_case *c, const struct moe_run_opts *o, int rank)
 {
 	char *s = moe_params_serialize(&c->p), v[MOE_PATH_MAX + MOE_NAME_MAX + 64];
 	size_t n = strlen(s), cap = n + 1;
@@ -144,7 +144,7 @@ int moe_launch_spawn(struct launch *L, const char *exe, hwloc_topology_t topo)
 		close(sv[1]);
 		L->rp[r].pid = pid;
 		L->rp[r].fd = sv[0];
-		char *text = case_text(L->c, L->o, r);
+		char *text = moe_launch_text(L->c, L->o, r);
 		if (moe_msg_send(L->rp[r].fd, MOE_MSG_CASE, text, strlen(text)))
 			moe_warn("case text to rank %d: %s", r, strerror(errno));
 		free(text);

@@ -346,6 +346,11 @@ void moe_results_row(FILE *f, json_t *c)
 	if (dw)
 		fprintf(f, " (dwdp: fetch %.2f GB/s, %.0f%% hidden)", json_number_value(json_object_get(dw, "fetch_GBps")),
 			100 * json_number_value(json_object_get(dw, "hidden_fraction")));
+	json_t *in = json_object_get(json_object_get(c, "bytes"), "wire_inter_per_rank");
+	if (in) /* across nodes (mpirun, srun): what stays on a node and what crosses, per rank and iteration */
+		fprintf(f, " (wire/rank: %.3g MB in node, %.3g MB across)",
+			json_number_value(json_object_get(json_object_get(c, "bytes"), "wire_intra_per_rank")) * 1e-6,
+			json_number_value(in) * 1e-6);
 	json_t *fb = json_object_get(c, "first_bad");
 	if (fb)
 		fprintf(f, " (rank %lld, layer %lld, token %lld, column %lld: %s)",

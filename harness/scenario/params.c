@@ -19,7 +19,7 @@ static const char *const w_partition[] = {"replicate", "leader", "sp", NULL};
 static const char *const w_pad[] = {"mask", "buffer", "zero_token", NULL};
 static const char *const w_expert[] = {"swiglu", "scale", "identity", NULL};
 static const char *const w_dtype[] = {"bf16", NULL};
-static const char *const w_transport[] = {"auto", "shm", "ipc", "nccl", NULL};
+static const char *const w_transport[] = {"auto", "shm", "ipc", "nccl", "mpi", NULL};
 static const char *const w_backend[] = {"auto", "host", "cuda", NULL};
 
 static int parse_i64(const char *s, int64_t *out)
@@ -269,7 +269,7 @@ const struct moe_opt moe_opts[] = {
 	S(check, "full", parse_check, render_check, "verification: full, sample:N (tokens per rank) or off"),
 	D(tolerance, "1", 0, 1000000, "multiplier on the oracle's derived error bounds (docs/VERIFICATION.md)"),
 	D(timeout, "120", 0.1, 86400, "seconds a case may take before its ranks are killed"),
-	E(transport, "auto", w_transport, "shm (host), ipc (CUDA IPC), nccl, or auto"),
+	E(transport, "auto", w_transport, "shm (host), ipc (CUDA IPC), nccl, mpi (host, under mpirun/srun), or auto"),
 	E(backend, "auto", w_backend, "host, cuda, or auto (cuda when a GPU is present)"),
 	B(l2_flush, "false", "flush caches before every timed iteration"),
 };

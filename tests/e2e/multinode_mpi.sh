@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# mpirun across two emulated nodes (4 ranks, 2 a node): every shipped host scenario gives the fork
+# launcher's digests bit for bit; groups that cross a node are a scenario error naming the rule; a crash
+# and a hang planted on the second node fail the case naming rank, node and phase, end the job, leave no
+# process behind and keep the earlier case's result. Exit 77 where Open MPI or namespaces are missing.
+. "$(dirname "$0")/lib.bash"
+. "$SRC/tests/multinode/mpirun2.bash"
+mpi_skip
+
+SCEN=()
+for f in "$SRC"/scenarios/*.ini; do
+  case $(basename "$f") in bench-gpu.ini | bench-multigpu.ini) ;; *) SCEN+=("$f") ;; esac
+done
+QUICK=(--iters 1 --warmup 0 --backend host -q)
+
+# the reference only gives digests (scenarios.sh checks the fork launcher): no oracle here saves a third
+"$MOEBENCH" run "${SCEN[@]}" "${QUICK[@]}" --check off --out "$OUT/fork" >"$OUT/fork.out" 2>&1
+check "fork launcher run of the host scenarios (exit $?)" test -s "$(run_json "$OUT/fork")"
+mpirun2 2 "$MOEBENCH" run "${SCEN[@]}" "${QUICK[@]}" --out "$OUT/mpi" >"$OUT/mpi.out" 2>&1
+rc=$?
+J=$(run_json "$OUT/mpi")
+check "mpirun run: exit 2, for the groups that cross a node (got $rc)" test "$rc" -eq 2
+check "mpirun run wrote run.json" test -s "$J"
+
+python3 - "$(run_json "$OUT/fork")" "$J" >"$OUT/compare.txt" <<'PY'
+import json, sys
+fork = {c["name"]: c for c in json.load(open(sys.argv[1]))["cases"]}
+run = json.load(open(sys.argv[2]))
+bad, same = [], 0
+for c in run["cases"]:
+    p, n = c["params"], int(c["params"]["dp"]) * int(c["params"]["tp"])
+    # what must happen, from the layout alone: 2 ranks a node, the first n ranks of the world
+    g = (int(p["dwdp_size"]) or n) if p["strategy"] == "dwdp" else int(p["tp"])
+    crosses = (p["strategy"] == "dwdp" or (p["partition"] != "replicate" and int(p["tp"]) > 1)) and g > 2
+    if n > 4:
+        want = "skipped"
+    elif crosses:
+        want = "error"
+    else:
+        want = "ok"
+    if c["verdict"] != want:
+        bad.append(f"{c['name']}: {c['verdict']} ({c.get('reason')}), expected {want}")
+    elif want == "error" and not c["reason"].startswith("rule: "):
+        bad.append(f"{c['name']}: error without the rule: {c['reason']}")
+    elif want == "ok":
+        f = fork[c["name"]]
+        if f["verdict"] != "ok" or f["digests"] != c["digests"]:
+            bad.append(f"{c['name']}: digests {c['digests']} differ from the fork launcher's {f['digests']}")
+        nodes = [r["node"] for r in c["ranks"]]
+        if nodes != ["nodea" if r < 2 else "nodeb" for r in range(n)]:
+            bad.append(f"{c['name']}: ranks on {nodes}")
+        same += 1
+print(same, "cases identical")
+print("\n".join(bad))
+sys.exit(1 if bad or same < 50 else 0)
+PY
+check "every case: fork digests bit for bit, or the rule, or too many ranks ($(head -1 "$OUT/compare.txt"))" test $? -eq 0
+check "env: launcher, MPI library, nodes and ranks per node" test "$(jget "$J" \
+  "(d['env']['launch']['launcher'], d['env']['launch']['nodes'], d['env']['launch']['ranks_per_node'], d['env']['launch']['mpi_library'][:7])")" = "('openmpi', ['nodea', 'nodeb'], [2, 2], 'Open MP')"
+check "wire bytes split: an a2a case sends both within and across nodes" test "$(jget "$J" \
+  "[(sum(r['bytes']['wire_intra'] > 0 for r in c['ranks']), sum(r['bytes']['wire_inter'] > 0 for r in c['ranks'])) for c in d['cases'] if c['name'] == 'ep4-uneven'][0]")" = "(4, 4)"
+
+mpirun2 2 "$MOEBENCH" topo >"$OUT/topo.out" 2>&1
+check "topo under mpirun: every rank's node, GPU and cpuset" python3 - "$OUT/topo.out" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l[:1].isdigit()]
+assert [(r[0], r[1], r[2]) for r in rows] == [("0", "nodea", "0"), ("1", "nodea", "1"), ("2", "nodeb", "0"), ("3", "nodeb", "1")], rows
+assert all(r[3] == "-1" and r[5] for r in rows), rows
+PY
+# MPICH under srun --mpi=pmix starts N worlds of one rank that all exit 0: the size check refuses that
+PMI_RANK=0 PMI_SIZE=4 "$MOEBENCH" run "$SRC/scenarios/smoke.ini" --out "$OUT/single" >"$OUT/single.out" 2>&1
+rc=$?
+check "a launcher's size that MPI does not see: exit 2 (got $rc) with the reason" \
+  grep -q "pmi started 4 ranks (PMI_SIZE) but MPI sees rank 0 of a world of 1" "$OUT/single.out"
+
+# planted faults on rank 3, on nodeb: the first case (2 ranks, on nodea) finishes first
+cat >"$OUT/two.ini" <<'INI'
+[global]
+model = qwen3-debug
+expert = scale
+iters = 2
+warmup = 0
+[first]
+dp = 2
+tokens = 64
+[second]
+dp = 4
+tokens = 64
+INI
+no_leftover() { ! pgrep -f -- "$OUT/$1" >/dev/null && ! pgrep -f -- "$MN_AGENT" >/dev/null; }
+for fault in "3:dispatch:crash|rank 3 on nodeb in phase dispatch (iteration 0) was killed by signal 11" \
+             "3:dispatch:hang|timed out after 4.0 s"; do
+  spec=${fault%%|*}
+  want=${fault#*|}
+  d=${spec//:/_}
+  start=$(date +%s)
+  mpirun2 2 "$MOEBENCH" run "$OUT/two.ini" --out "$OUT/$d" --timeout 4 --inject-fault "$spec" >"$OUT/$d.out" 2>&1
+  rc=$?
+  took=$(($(date +%s) - start))
+  F=$(run_json "$OUT/$d")
+  check "$spec: exit 3 (got $rc) in $took s" test "$rc" -eq 3
+  check "$spec: stderr says '$want'" grep -qF "$want" "$OUT/$d.out"
+  check "$spec: the case names rank 3, nodeb and dispatch" test "$(jget "$F" \
+    "all(s in d['cases'][1]['reason'] for s in ('rank 3 on nodeb in phase dispatch', '$want'))")" = True
+  check "$spec: the finished case kept its result" test "$(jget "$F" "[c['verdict'] for c in d['cases']]")" = "['ok', 'error']"
+  sleep 0.5
+  check "$spec: no process left (moebench, orted, agent)" no_leftover "$d"
+done
+check "the hang names the rank that is not waiting in a collective" test "$(jget "$(run_json "$OUT/3_dispatch_hang")" \
+  "('rank 3 on nodeb in phase dispatch (iteration 0)' in d['cases'][1]['reason'], d['cases'][1]['reason'].count('waiting in an MPI collective'))")" = "(True, 3)"
+finish
