@@ -7,13 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weight doubles generated per thread before one GEMM (8 MiB): every GEMM call repacks the m token rows it
- * multiplies, so few wide calls beat many narrow ones; the chunk still leaves room for 16 threads' buffers. */
-#define WCHUNK ((int64_t)1 << 20)
+/* Weight doubles generated per thread before one GEMM (16 MiB): every GEMM call repacks the m token rows it
+ * multiplies, so few wide calls beat many narrow ones (at 16 threads and DeepSeek-V3 width, one call per thread
+ * and expert); the GEMM's output is held to the same size, so a hot expert's m does not blow it up. */
+#define WCHUNK ((int64_t)1 << 21)
 #define MINROWS 32
 
-/* Rows of width w per GEMM: as many as the chunk holds, at least MINROWS. */
-static int64_t chunk_rows(int64_t w) { return WCHUNK / w > MINROWS ? WCHUNK / w : MINROWS; }
+/* Weight rows of width w per GEMM whose output has m rows: as many as the chunk holds, at least MINROWS. */
+static int64_t chunk_rows(int64_t w, int64_t m)
+{
+	int64_t big = w > m ? w : m;
+	return WCHUNK / big > MINROWS ? WCHUNK / big : MINROWS;
+}
 
 /* One expert (or the shared experts) at a time; every thread works on it, split by weight rows. */
 struct ffn_job {
@@ -136,10 +141,10 @@ struct ffn_thread {
 	pthread_t tid;
 };
 
-/* Rows [x0, x1) of width w in chunks of at most chunk_rows(w), sized alike so no thread waits on a runt. */
-static int64_t chunk_of(int64_t x0, int64_t x1, int64_t w)
+/* A share of n rows in chunks of at most lim, sized alike so that no thread waits on a runt. */
+static int64_t chunk_of(int64_t n, int64_t lim)
 {
-	int64_t n = x1 - x0, k = (n + chunk_rows(w) - 1) / chunk_rows(w);
+	int64_t k = (n + lim - 1) / lim;
 	return k ? (n + k - 1) / k : 1;
 }
 
@@ -155,7 +160,8 @@ static void down_share(struct ffn_job *j, int t, double *w2, double *o, double *
 		dh2[r] = s;
 		h1[r] = a;
 	}
-	int64_t c0 = j->H * t / j->nthreads, c1 = j->H * (t + 1) / j->nthreads, cb = chunk_of(c0, c1, j->F);
+	int64_t c0 = j->H * t / j->nthreads, c1 = j->H * (t + 1) / j->nthreads;
+	int64_t cb = chunk_of(c1 - c0, chunk_rows(j->F, j->m));
 	for (int64_t c = c0; c < c1; c += cb)
 		down(j, c, c + cb < c1 ? c + cb : c1, w2, o, dh2, h1);
 }
@@ -164,40 +170,44 @@ static void *worker(void *arg)
 {
 	struct ffn_job *j = ((struct ffn_thread *)arg)->j;
 	int t = ((struct ffn_thread *)arg)->t;
-	/* a chunk of rows: W1's and W3's of width H, or W2's of width F; the GEMM outputs are m x that many */
-	int64_t Fmin = j->p->ffn, Fmax = Fmin * (j->p->shared_experts > 1 ? j->p->shared_experts : 1);
-	int64_t wide = j->H > Fmax ? j->H : Fmax, rows = chunk_rows(j->H < Fmin ? j->H : Fmin);
-	size_t wn = (size_t)(WCHUNK > 2 * MINROWS * wide ? WCHUNK : 2 * MINROWS * wide);
-	double *wb = malloc(wn * sizeof(double));
-	double *g = NULL, *o = NULL, *dh2 = NULL, *h1 = NULL;
-	int64_t cap = 0;
+	/* a chunk of weight rows: W1's and W3's of width H, or W2's of width F (chunk_rows' bounds) */
+	int64_t Fmax = j->p->ffn * (j->p->shared_experts > 1 ? j->p->shared_experts : 1);
+	int64_t wide = j->H > Fmax ? j->H : Fmax;
+	double *wb = malloc((size_t)(WCHUNK > 2 * MINROWS * wide ? WCHUNK : 2 * MINROWS * wide) * sizeof(double));
+	double *g = NULL, *dh2 = NULL, *h1 = NULL; /* g: the GEMM's output, m x (2 x W1 rows) or m x W2 rows */
+	int64_t cap = 0, gcap = 0;
 	for (;;) {
 		pthread_barrier_wait(&j->bar); /* the main thread set up the next expert */
 		if (j->stop)
 			break;
+		int64_t fl = chunk_rows(2 * j->H, 2 * j->m), cl = chunk_rows(j->F, j->m);
+		int64_t gn = j->m * (2 * fl > cl ? 2 * fl : cl);
 		if (j->m > cap) {
 			cap = j->m;
-			free(g), free(o), free(dh2), free(h1);
-			g = malloc((size_t)(cap * 2 * rows) * sizeof(double));
-			o = malloc((size_t)(cap * rows) * sizeof(double));
+			free(dh2), free(h1);
 			dh2 = malloc((size_t)cap * sizeof(double));
 			h1 = malloc((size_t)cap * sizeof(double));
 		}
-		int ok = wb && g && o && dh2 && h1;
+		if (gn > gcap) {
+			gcap = gn;
+			free(g);
+			g = malloc((size_t)gcap * sizeof(double));
+		}
+		int ok = wb && g && dh2 && h1;
 		if (ok)
 			gather(j, t);
 		pthread_barrier_wait(&j->bar);
-		int64_t f0 = j->F * t / j->nthreads, f1 = j->F * (t + 1) / j->nthreads, fb = chunk_of(f0, f1, 2 * j->H);
+		int64_t f0 = j->F * t / j->nthreads, f1 = j->F * (t + 1) / j->nthreads, fb = chunk_of(f1 - f0, fl);
 		for (int64_t f = f0; ok && f < f1; f += fb)
 			gate_up(j, f, f + fb < f1 ? f + fb : f1, wb, g);
 		pthread_barrier_wait(&j->bar);
 		if (ok)
-			down_share(j, t, wb, o, dh2, h1);
+			down_share(j, t, wb, g, dh2, h1);
 		else
 			j->rc = MOE_ERR_NOMEM;
 		pthread_barrier_wait(&j->bar); /* the expert is done: buffers may be reused */
 	}
-	free(wb), free(g), free(o), free(dh2), free(h1);
+	free(wb), free(g), free(dh2), free(h1);
 	return NULL;
 }
 
