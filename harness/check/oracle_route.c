@@ -36,8 +36,12 @@ double orc_scale(const struct moe_params *p, enum moe_tensor t)
  * the exponent trick (exact: z >> 12 has 52 bits, the dropped bit is added back exactly) and the bf16 rounding
  * is moe_f32_to_bf16's select without a branch; the bits are the same as moe_rng_unit's. Cloned per ISA
  * because the binary is built on one machine and run on another. */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("tree-vectorize")))
-static void gen_cols(uint64_t h, double s, int64_t cols, double *restrict out)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ORC_VECTOR __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("tree-vectorize")))
+#else
+#define ORC_VECTOR
+#endif
+ORC_VECTOR static void gen_cols(uint64_t h, double s, int64_t cols, double *restrict out)
 {
 	for (int64_t c = 0; c < cols; c++) {
 		uint64_t z = moe_mix64(h ^ ((uint64_t)c * 0x9e3779b97f4a7c15ull)), b = (z >> 12) | 0x4330000000000000ull;
