@@ -120,7 +120,8 @@ static void down(struct ffn_job *j, int64_t c0, int64_t c1, double *w2, double *
 	for (int64_t c = c0; c < c1; c++)
 		orc_gen_row(j->p, t2, j->layer, r2 + (uint64_t)c, F, w2 + (c - c0) * F);
 	int64_t nb = c1 - c0;
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nb, (int)F, 1.0, j->h, (int)F, w2, (int)F, 0.0, o, (int)nb);
+	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nb, (int)F, 1.0, j->h, (int)F, w2, (int)F, 0.0, o,
+		    (int)nb);
 	for (int64_t r = 0; r < m; r++) {
 		double cf = fabs(coef(j, r)), tok = (double)(j->slot[r] / j->K);
 		/* activation errors and the fp32 sum of F terms are independent roundings: lambda * max|W2| * ||dh||_2 and

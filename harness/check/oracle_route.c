@@ -37,7 +37,8 @@ double orc_scale(const struct moe_params *p, enum moe_tensor t)
  * is moe_f32_to_bf16's select without a branch; the bits are the same as moe_rng_unit's. Cloned per ISA
  * because the binary is built on one machine and run on another. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ORC_VECTOR __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("tree-vectorize")))
+#define ORC_VECTOR \
+	__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("tree-vectorize")))
 #else
 #define ORC_VECTOR
 #endif
