@@ -7,7 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLK 32 /* weight rows generated and multiplied at a time per thread */
+/* Weight doubles generated per thread before one GEMM (16 MiB): every GEMM call repacks the m token rows it
+ * multiplies, so few wide calls beat many narrow ones (at 16 threads and DeepSeek-V3 width, one call per thread
+ * and expert); the GEMM's output is held to the same size, so a hot expert's m does not blow it up. */
+#define WCHUNK ((int64_t)1 << 21)
+#define MINROWS 32
+
+/* Weight rows of width w per GEMM whose output has m rows: as many as the chunk holds, at least MINROWS. */
+static int64_t chunk_rows(int64_t w, int64_t m)
+{
+	int64_t big = w > m ? w : m;
+	return WCHUNK / big > MINROWS ? WCHUNK / big : MINROWS;
+}
 
 /* One expert (or the shared experts) at a time; every thread works on it, split by weight rows. */
 struct ffn_job {
@@ -65,27 +76,27 @@ static void gather(struct ffn_job *j, int t)
 	}
 }
 
-/* silu(a) * b and its bound for weight rows [f0, f1) (docs/VERIFICATION.md §3). */
-static int gate_up(struct ffn_job *j, int64_t f0, int64_t f1, double *w1, double *w3, double *ga, double *gb)
+/* silu(a) * b and its bound for weight rows [f0, f1) (docs/VERIFICATION.md §3). W1's and W3's rows share one
+ * GEMM (wb holds W1's rows, then W3's), so the token rows are packed once for both. */
+static void gate_up(struct ffn_job *j, int64_t f0, int64_t f1, double *wb, double *g)
 {
-	int64_t H = j->H, F = j->F, m = j->m;
+	int64_t H = j->H, F = j->F, m = j->m, nb = f1 - f0;
 	enum moe_tensor t1, t3, t2;
 	uint64_t r1, r2;
 	tensors(j, &t1, &t3, &t2, &r1, &r2);
 	double s1 = orc_scale(j->p, t1);
 	for (int64_t f = f0; f < f1; f++) {
-		orc_gen_row(j->p, t1, j->layer, r1 + (uint64_t)f, H, w1 + (f - f0) * H);
-		orc_gen_row(j->p, t3, j->layer, r1 + (uint64_t)f, H, w3 + (f - f0) * H);
+		orc_gen_row(j->p, t1, j->layer, r1 + (uint64_t)f, H, wb + (f - f0) * H);
+		orc_gen_row(j->p, t3, j->layer, r1 + (uint64_t)f, H, wb + (nb + f - f0) * H);
 	}
-	int nb = (int)(f1 - f0);
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, nb, (int)H, 1.0, j->us, (int)H, w1, (int)H, 0.0, ga, nb);
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, nb, (int)H, 1.0, j->us, (int)H, w3, (int)H, 0.0, gb, nb);
+	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)(2 * nb), (int)H, 1.0, j->us, (int)H, wb,
+		    (int)H, 0.0, g, (int)(2 * nb));
 	for (int64_t r = 0; r < m; r++) {
 		double l1 = j->l1[r];
 		/* fp32 accumulation and the input's own rounding, both as independent rounding errors */
 		double acc = ORC_LAMBDA * (sqrt((double)H + 2) * ORC_U32 * s1 * l1 + s1 * j->du[r]);
 		for (int64_t q = 0; q < nb; q++) {
-			double a = ga[r * nb + q], b = gb[r * nb + q];
+			double a = g[r * 2 * nb + q], b = g[r * 2 * nb + nb + q];
 			double sg = 1.0 / (1.0 + exp(-a)), hv = a * sg * b;
 			double da = acc + ORC_UBF * fabs(a), db = acc + ORC_UBF * fabs(b);
 			/* |silu'| <= 1.1; the product, expf and the divide round in fp32; the activation is stored as bf16 */
@@ -95,7 +106,6 @@ static int gate_up(struct ffn_job *j, int64_t f0, int64_t f1, double *w1, double
 			j->dh[r * F + f0 + q] = dhv;
 		}
 	}
-	return MOE_OK;
 }
 
 /* Output columns [c0, c1): o = h W2^T, added to the tokens' references with the bound of each term. */
@@ -109,8 +119,9 @@ static void down(struct ffn_job *j, int64_t c0, int64_t c1, double *w2, double *
 	double s2 = orc_scale(j->p, t2);
 	for (int64_t c = c0; c < c1; c++)
 		orc_gen_row(j->p, t2, j->layer, r2 + (uint64_t)c, F, w2 + (c - c0) * F);
-	int nb = (int)(c1 - c0);
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, nb, (int)F, 1.0, j->h, (int)F, w2, (int)F, 0.0, o, nb);
+	int64_t nb = c1 - c0;
+	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nb, (int)F, 1.0, j->h, (int)F, w2, (int)F, 0.0, o,
+		    (int)nb);
 	for (int64_t r = 0; r < m; r++) {
 		double cf = fabs(coef(j, r)), tok = (double)(j->slot[r] / j->K);
 		/* activation errors and the fp32 sum of F terms are independent roundings: lambda * max|W2| * ||dh||_2 and
@@ -131,53 +142,73 @@ struct ffn_thread {
 	pthread_t tid;
 };
 
+/* A share of n rows in chunks of at most lim, sized alike so that no thread waits on a runt. */
+static int64_t chunk_of(int64_t n, int64_t lim)
+{
+	int64_t k = (n + lim - 1) / lim;
+	return k ? (n + k - 1) / k : 1;
+}
+
+/* Per thread: the activations' norms over all m rows (cheap next to the GEMMs), then its share of outputs. */
+static void down_share(struct ffn_job *j, int t, double *w2, double *o, double *dh2, double *h1)
+{
+	for (int64_t r = 0; r < j->m; r++) {
+		double s = 0, a = 0;
+		for (int64_t f = 0; f < j->F; f++) {
+			s += j->dh[r * j->F + f] * j->dh[r * j->F + f];
+			a += fabs(j->h[r * j->F + f]);
+		}
+		dh2[r] = s;
+		h1[r] = a;
+	}
+	int64_t c0 = j->H * t / j->nthreads, c1 = j->H * (t + 1) / j->nthreads;
+	int64_t cb = chunk_of(c1 - c0, chunk_rows(j->F, j->m));
+	for (int64_t c = c0; c < c1; c += cb)
+		down(j, c, c + cb < c1 ? c + cb : c1, w2, o, dh2, h1);
+}
+
 static void *worker(void *arg)
 {
 	struct ffn_job *j = ((struct ffn_thread *)arg)->j;
 	int t = ((struct ffn_thread *)arg)->t;
-	double *w1 = malloc((size_t)(BLK * j->H) * sizeof(double)), *w3 = malloc((size_t)(BLK * j->H) * sizeof(double));
-	size_t wide = (size_t)(j->H > j->F ? j->H : j->F);
-	double *w2 = malloc((size_t)BLK * wide * sizeof(double));
-	double *ga = NULL, *gb = NULL, *o = NULL, *dh2 = NULL, *h1 = NULL;
-	int64_t cap = 0;
+	/* a chunk of weight rows: W1's and W3's of width H, or W2's of width F (chunk_rows' bounds) */
+	int64_t Fmax = j->p->ffn * (j->p->shared_experts > 1 ? j->p->shared_experts : 1);
+	int64_t wide = j->H > Fmax ? j->H : Fmax;
+	double *wb = malloc((size_t)(WCHUNK > 2 * MINROWS * wide ? WCHUNK : 2 * MINROWS * wide) * sizeof(double));
+	double *g = NULL, *dh2 = NULL, *h1 = NULL; /* g: the GEMM's output, m x (2 x W1 rows) or m x W2 rows */
+	int64_t cap = 0, gcap = 0;
 	for (;;) {
 		pthread_barrier_wait(&j->bar); /* the main thread set up the next expert */
 		if (j->stop)
 			break;
+		int64_t fl = chunk_rows(2 * j->H, 2 * j->m), cl = chunk_rows(j->F, j->m);
+		int64_t gn = j->m * (2 * fl > cl ? 2 * fl : cl);
 		if (j->m > cap) {
 			cap = j->m;
-			free(ga), free(gb), free(o), free(dh2), free(h1);
-			ga = malloc((size_t)(cap * BLK) * sizeof(double));
-			gb = malloc((size_t)(cap * BLK) * sizeof(double));
-			o = malloc((size_t)(cap * BLK) * sizeof(double));
+			free(dh2), free(h1);
 			dh2 = malloc((size_t)cap * sizeof(double));
 			h1 = malloc((size_t)cap * sizeof(double));
 		}
-		int ok = w1 && w3 && w2 && ga && gb && o && dh2 && h1;
+		if (gn > gcap) {
+			gcap = gn;
+			free(g);
+			g = malloc((size_t)gcap * sizeof(double));
+		}
+		int ok = wb && g && dh2 && h1;
 		if (ok)
 			gather(j, t);
 		pthread_barrier_wait(&j->bar);
-		int64_t nblk = (j->F + BLK - 1) / BLK;
-		for (int64_t b = nblk * t / j->nthreads; ok && b < nblk * (t + 1) / j->nthreads; b++)
-			gate_up(j, b * BLK, b * BLK + BLK < j->F ? b * BLK + BLK : j->F, w1, w3, ga, gb);
+		int64_t f0 = j->F * t / j->nthreads, f1 = j->F * (t + 1) / j->nthreads, fb = chunk_of(f1 - f0, fl);
+		for (int64_t f = f0; ok && f < f1; f += fb)
+			gate_up(j, f, f + fb < f1 ? f + fb : f1, wb, g);
 		pthread_barrier_wait(&j->bar);
-		for (int64_t r = 0; ok && r < j->m; r++) {
-			double s = 0, a = 0;
-			for (int64_t f = 0; f < j->F; f++) {
-				s += j->dh[r * j->F + f] * j->dh[r * j->F + f];
-				a += fabs(j->h[r * j->F + f]);
-			}
-			dh2[r] = s;
-			h1[r] = a;
-		}
-		nblk = (j->H + BLK - 1) / BLK;
-		for (int64_t b = nblk * t / j->nthreads; ok && b < nblk * (t + 1) / j->nthreads; b++)
-			down(j, b * BLK, b * BLK + BLK < j->H ? b * BLK + BLK : j->H, w2, o, dh2, h1);
-		if (!ok)
+		if (ok)
+			down_share(j, t, wb, g, dh2, h1);
+		else
 			j->rc = MOE_ERR_NOMEM;
 		pthread_barrier_wait(&j->bar); /* the expert is done: buffers may be reused */
 	}
-	free(w1), free(w3), free(w2), free(ga), free(gb), free(o), free(dh2), free(h1);
+	free(wb), free(g), free(dh2), free(h1);
 	return NULL;
 }
 
