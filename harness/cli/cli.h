@@ -9,14 +9,20 @@
 #include "launcher.h"
 #include "scenario.h"
 
-/* options.c: the help text */
+/* The commands whose options options.c parses (each --help lists only its own). */
+enum moe_cli_cmd { MOE_CMD_RUN, MOE_CMD_LIST, MOE_CMD_TOPO, MOE_CMD_CALIBRATE };
+
+/* options.c: the help text, a command's own, and the environment variables (help env) */
 void moe_cli_usage(FILE *f);
-/* options.c: the options of run, list and topo; -1 after saying what is wrong on stderr */
-int moe_cli_parse_opts(int argc, char **argv, struct moe_run_opts *o);
+void moe_cli_usage_of(FILE *f, enum moe_cli_cmd cmd);
+void moe_cli_usage_env(FILE *f);
+/* options.c: the options of run, list, topo or calibrate; -1 after saying what is wrong on stderr (an option
+ * the command does not take included), 1 after printing the command's --help, else 0 */
+int moe_cli_parse_opts(int argc, char **argv, struct moe_run_opts *o, enum moe_cli_cmd cmd);
 /* options.c: what moe_cli_parse_opts allocated (every command that parses options frees them, on every path) */
 void moe_cli_free_opts(struct moe_run_opts *o);
 /* options.c: options, then the scenario files' cases: what list and run both start with */
-int moe_cli_prepare(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases);
+int moe_cli_prepare(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases, enum moe_cli_cmd cmd);
 /* options.c: mkdir -p */
 int moe_cli_mkdir_p(const char *path);
 

@@ -43,8 +43,9 @@ int moe_cli_list(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	int rc = moe_cli_prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : 0;
-	for (int i = 0; !rc && i < cases.n; i++) {
+	int prc = moe_cli_prepare(argc, argv, &o, &cases, MOE_CMD_LIST);
+	int rc = prc < 0 ? MOE_EXIT_USAGE : 0;
+	for (int i = 0; !prc && i < cases.n; i++) {
 		const struct moe_params *p = &cases.v[i].p;
 		char tok[8192], rt[MOE_PATH_MAX + 16];
 		moe_param_render(p, moe_opt_find("tokens"), tok, sizeof(tok));
@@ -258,15 +259,21 @@ static void run_one(struct run *R, const struct moe_case *c, int i, int ncases)
 	}
 	header_once(R, &plan);
 	int tty = isatty(STDERR_FILENO) && !o->quiet;
+	char prog[400];
 	if (tty) {
 		double el = (moe_now_us() - R->t0) * 1e-6;
 		char eta[64] = "";
 		if (i > 0) /* the cases so far, extrapolated */
 			snprintf(eta, sizeof(eta), ", about %.0f s to go", el / i * (ncases - i));
-		fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed%s\033[K", i + 1, ncases, c->name, el, eta);
+		char nm[210];
+		moe_oneline(nm, sizeof(nm), c->name); /* a hostile name must not move the terminal's cursor */
+		snprintf(prog, sizeof(prog), "[%d/%d] %s (%.0f s elapsed%s)", i + 1, ncases, nm, el, eta);
+		fprintf(stderr, "\r%s\033[K", prog);
+		R->o->progress = prog; /* the launcher's supervisor redraws it with the iteration */
 	}
 	json_t *cj;
 	int r = moe_launch_case(c, R->topo, &plan, o, R->exe, &cj);
+	R->o->progress = NULL;
 	if (tty)
 		fprintf(stderr, "\r\033[K");
 	json_t *pj = json_array();
@@ -364,7 +371,8 @@ int moe_cli_run(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	int rc = moe_cli_prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : run_cases(argc, argv, &o, &cases);
+	int prc = moe_cli_prepare(argc, argv, &o, &cases, MOE_CMD_RUN);
+	int rc = prc < 0 ? MOE_EXIT_USAGE : prc > 0 ? MOE_EXIT_OK : run_cases(argc, argv, &o, &cases);
 	moe_caselist_free(&cases);
 	moe_cli_free_opts(&o);
 	return rc;

@@ -26,6 +26,7 @@ struct moe_run_opts {
 	char delay_phase[32]; /* --inject-delay PHASE:US (test aid, host backend) */
 	double delay_us;
 	double copy_GBps, gemm_TFLOPs; /* rooflines from `calibrate` (0: unknown) */
+	const char *progress; /* run on a terminal: the progress line's start ("[i/n] CASE"), else NULL */
 };
 
 extern volatile sig_atomic_t moe_interrupted;

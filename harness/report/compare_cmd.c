@@ -131,12 +131,16 @@ static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, 
 
 int moe_cmd_report(int argc, char **argv)
 {
-	if (argc < 3 || !strcmp(argv[1], "--help")) {
-		fprintf(argc < 3 ? stderr : stdout,
+	int help = 0;
+	for (int i = 1; i < argc; i++)
+		help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+	if (argc < 3 || help) {
+		fprintf(help ? stdout : stderr,
 			"usage: moebench report BASE NEW [--out FILE.md] [compare options]\n"
 			"A Markdown page for a review: the environment of both runs, the comparison table (moebench\n"
-			"compare) and the plots of NEW, drawn next to the page (default report.md in NEW's folder).\n");
-		return argc < 3 ? MOE_EXIT_USAGE : 0;
+			"compare) and the plots of NEW, drawn next to the page (default report.md in NEW's folder).\n"
+			"options: --out FILE.md, -h/--help, and those of moebench compare (moebench compare --help)\n");
+		return help ? MOE_EXIT_OK : MOE_EXIT_USAGE;
 	}
 	/* compare's options, plus --out; the page is written by compare's --markdown path */
 	char **av = moe_xcalloc((size_t)argc + 3, sizeof(char *));
@@ -225,7 +229,7 @@ static int parse_compare(int argc, char **argv, struct moe_compare_opts *o, stru
 		{NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->phases = optarg; break;
 		case 'a': o->alpha = atof(optarg); break;
