@@ -30,6 +30,14 @@ int moe_cli_mkdir_p(const char *path);
 json_t *moe_cli_env_json(int argc, char **argv);
 void moe_cli_env_machine(json_t *env, hwloc_topology_t topo, int ngpus);
 
+/* load.c: the CPUs this process may use, the load average (-1s and -1 when unreadable), the CPU clock in MHz
+ * (0 when unreadable), and a case's "load" record: oversubscribed when ranks > cpus, loaded when the 1-minute
+ * load average before or after the case exceeds cpus */
+int moe_cli_cpus_available(void);
+int moe_cli_loadavg(double la[3]);
+double moe_cli_cpu_mhz(void);
+json_t *moe_cli_load_json(int ranks, int cpus, const double before[3], const double after[3], double mhz);
+
 /* run.c: the commands run and list */
 int moe_cli_run(int argc, char **argv);
 int moe_cli_list(int argc, char **argv);

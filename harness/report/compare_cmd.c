@@ -29,7 +29,9 @@ static void usage_compare(FILE *f)
 		"comparable. Per case and phase (LIST of route, dispatch, expert, combine, tp_merge, fetch_wait,\n"
 		"total): medians, change, Mann-Whitney U p-value, 95%% bootstrap interval of the ratio of medians, and\n"
 		"a verdict: slower or faster when p < alpha, |change| >= threshold and the whole interval clears\n"
-		"1 +- threshold/2; else noisy when the interval is wider than noise; else same.\n"
+		"1 +- threshold/2; else noisy when the interval is wider than noise; else same. A slower or faster\n"
+		"change in a case that either run measured oversubscribed (more ranks than CPUs) or loaded (1-minute\n"
+		"load average above the CPUs; run.json's cases[].load) is noisy instead, with the reason printed.\n"
 		"Noise band: when the history holds at least %d good runs of the environment, the medians of the last\n"
 		"N (--band-runs, 0 turns it off) give each case and phase its run-to-run noise, 3 sqrt(2) x 1.4826\n"
 		"MAD / median; the threshold becomes the larger of the two, and a significant change inside the band\n"
@@ -73,12 +75,14 @@ static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
 		char bs[16] = "–";
 		if (band > 0)
 			snprintf(bs, sizeof(bs), "±%.1f%%", band);
-		fprintf(f, "| %s | %s | %.1f | %.1f | %+.1f%% | %.2g | [%.3f, %.3f] | %s | %s%s%s |\n",
+		const char *nr = json_string_value(json_object_get(r, "noisy_reason"));
+		fprintf(f, "| %s | %s | %.1f | %.1f | %+.1f%% | %.2g | [%.3f, %.3f] | %s | %s%s%s%s%s%s |\n",
 			json_string_value(json_object_get(r, "case")), json_string_value(json_object_get(r, "phase")),
 			json_number_value(json_object_get(r, "base_p50_us")), json_number_value(json_object_get(r, "new_p50_us")),
 			json_number_value(json_object_get(r, "change_pct")), json_number_value(json_object_get(r, "p_value")),
 			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")), bs,
-			!strcmp(v, "slower") ? "**" : "", v, !strcmp(v, "slower") ? "**" : "");
+			!strcmp(v, "slower") ? "**" : "", v, !strcmp(v, "slower") ? "**" : "", nr ? " (" : "", nr ? nr : "",
+			nr ? ")" : "");
 	}
 	if (json_array_size(json_object_get(rep, "problems"))) {
 		fprintf(f, "\n## Not compared\n\n");

@@ -313,6 +313,17 @@ void moe_results_header(FILE *f, json_t *env)
 		json_string_value(json_object_get(env, "hwloc")), json_string_value(json_object_get(env, "papi")),
 		json_string_value(json_object_get(env, "jansson")));
 	fprintf(f, "# placement: %s\n", json_string_value(json_object_get(env, "placement_summary")));
+	json_t *la = json_object_get(env, "loadavg_start"), *mhz = json_object_get(env, "cpu_mhz");
+	if (json_object_get(env, "cpus_available")) {
+		char clock[48] = "CPU clock not readable";
+		if (mhz)
+			snprintf(clock, sizeof(clock), "CPU %.0f MHz", json_number_value(mhz));
+		fprintf(f, "# load: %lld CPUs available, up to %.2f ranks per core, load average %.2f %.2f %.2f at start, %s\n",
+			(long long)json_integer_value(json_object_get(env, "cpus_available")),
+			json_number_value(json_object_get(env, "ranks_per_core_max")),
+			json_number_value(json_array_get(la, 0)), json_number_value(json_array_get(la, 1)),
+			json_number_value(json_array_get(la, 2)), clock);
+	}
 	fprintf(f, "# times in microseconds: per iteration the maximum over ranks, then the median (p50) over iterations\n");
 	fprintf(f, "%-44s %5s %9s %9s %9s %9s %9s %10s %10s %9s  %s\n", "# case", "ranks", "tokens", "route",
 		"dispatch", "expert", "combine", "total_p50", "total_p99", "busbw", "verdict");
