@@ -401,7 +401,7 @@ static void compare_case(json_t *cb, json_t *cn, const char *phases, const struc
 		char why[512] = "";
 		load_note(cb, "BASE", why, sizeof(why));
 		load_note(cn, "NEW", why, sizeof(why));
-		if (why[0] && (!strcmp(verdict, "slower") || !strcmp(verdict, "faster")))
+		if (why[0] && !o->ignore_load && (!strcmp(verdict, "slower") || !strcmp(verdict, "faster")))
 			verdict = "noisy";
 		else
 			why[0] = 0;

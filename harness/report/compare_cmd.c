@@ -19,6 +19,7 @@ static void usage_compare(FILE *f)
 {
 	fprintf(f,
 		"usage: moebench compare BASE NEW [--phases LIST] [--alpha A] [--threshold PCT] [--noise PCT] [--force]\n"
+		"                        [--ignore-load]\n"
 		"                        [--band-runs N] [--baseline-runs N] [--json FILE] [--markdown FILE] [--db FILE]\n"
 		"BASE and NEW are results folders, run.json files (schema %s, checked before use), or\n"
 		"history:RUN_ID, history:last-good or history:baseline from the history (--db). history:baseline is\n"
@@ -31,7 +32,8 @@ static void usage_compare(FILE *f)
 		"a verdict: slower or faster when p < alpha, |change| >= threshold and the whole interval clears\n"
 		"1 +- threshold/2; else noisy when the interval is wider than noise; else same. A slower or faster\n"
 		"change in a case that either run measured oversubscribed (more ranks than CPUs) or loaded (1-minute\n"
-		"load average above the CPUs; run.json's cases[].load) is noisy instead, with the reason printed.\n"
+		"load average above the CPUs; run.json's cases[].load) is noisy instead, with the reason printed;\n"
+		"--ignore-load keeps the verdict (a test that plants a slowdown on a shared machine).\n"
 		"Noise band: when the history holds at least %d good runs of the environment, the medians of the last\n"
 		"N (--band-runs, 0 turns it off) give each case and phase its run-to-run noise, 3 sqrt(2) x 1.4826\n"
 		"MAD / median; the threshold becomes the larger of the two, and a significant change inside the band\n"
@@ -291,6 +293,7 @@ static int parse_compare(int argc, char **argv, struct moe_compare_opts *o, stru
 		{"markdown", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
 		{"report-page", required_argument, NULL, 'R'}, {"band-runs", required_argument, NULL, 'b'},
 		{"baseline-runs", required_argument, NULL, 'B'}, {"help", no_argument, NULL, 'h'},
+		{"ignore-load", no_argument, NULL, 'L'},
 		{NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
@@ -301,6 +304,7 @@ static int parse_compare(int argc, char **argv, struct moe_compare_opts *o, stru
 		case 't': o->threshold = atof(optarg); break;
 		case 'n': o->noise = atof(optarg); break;
 		case 'f': o->force = 1; break;
+		case 'L': o->ignore_load = 1; break;
 		case 'j': a->json_out = optarg; break;
 		case 'm': a->md_out = optarg; break;
 		case 'd': a->db_path = optarg, a->db_given = 1; break;

@@ -57,6 +57,8 @@ rc=$?
 check "the same slowdown measured oversubscribed is not a regression (exit 0, got $rc)" test $rc -eq 0
 check "its verdict is noisy" test "$(jget "$OUT/c2.json" "d['rows'][0]['verdict']")" = noisy
 check "with the reason printed" grep -q "noisy, not a verdict: NEW: 4 ranks on 2 CPUs" "$OUT/c2.out"
+$M compare "$OUT/base.json" "$OUT/over.json" --ignore-load >/dev/null 2>&1
+check "--ignore-load keeps the regression (exit 1)" test $? -eq 1
 $M compare "$OUT/busy.json" "$OUT/base.json" >"$OUT/c3.out" 2>&1
 check "a faster verdict on a loaded BASE is noisy too (exit 0)" test $? -eq 0
 check "naming the load average" grep -q "noisy, not a verdict: BASE: load average 7.50 before" "$OUT/c3.out"
