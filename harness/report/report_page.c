@@ -124,8 +124,10 @@ static double phase_p(json_t *c, const char *ph, const char *what)
 static void results_table(FILE *f, json_t *run)
 {
 	fprintf(f, "\n## Results\n\nTimes in µs: per iteration the maximum over ranks, then the median (p50) over "
-		   "iterations.\n\n| case | verdict | tokens | route | dispatch | expert | combine | total p50 | total p99 |\n"
-		   "|---|---|---|---|---|---|---|---|---|\n");
+		   "iterations. Load: ranks per CPU and the 1-minute load average before → after the case; **noisy** where\n"
+		   "the ranks outnumbered the CPUs or the load average exceeded them.\n\n"
+		   "| case | verdict | tokens | route | dispatch | expert | combine | total p50 | total p99 | load |\n"
+		   "|---|---|---|---|---|---|---|---|---|---|\n");
 	size_t i, k;
 	json_t *c, *t;
 	json_array_foreach(json_object_get(run, "cases"), i, c)
@@ -137,13 +139,20 @@ static void results_table(FILE *f, json_t *run)
 		cell(f, json_string_value(json_object_get(c, "name")));
 		fprintf(f, " | %s%s%s | %lld", strcmp(v, "ok") && strcmp(v, "unchecked") ? "**" : "", v,
 			strcmp(v, "ok") && strcmp(v, "unchecked") ? "**" : "", tok);
-		if (!json_object_get(c, "phases")) {
-			fprintf(f, " | | | | | | |\n");
-			continue;
-		}
-		fprintf(f, " | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", phase_p(c, "route", "p50_us"),
-			phase_p(c, "dispatch", "p50_us"), phase_p(c, "expert", "p50_us"), phase_p(c, "combine", "p50_us"),
-			phase_p(c, "total", "p50_us"), phase_p(c, "total", "p99_us"));
+		if (!json_object_get(c, "phases"))
+			fprintf(f, " | | | | | | |");
+		else
+			fprintf(f, " | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |", phase_p(c, "route", "p50_us"),
+				phase_p(c, "dispatch", "p50_us"), phase_p(c, "expert", "p50_us"),
+				phase_p(c, "combine", "p50_us"), phase_p(c, "total", "p50_us"), phase_p(c, "total", "p99_us"));
+		json_t *l = json_object_get(c, "load");
+		if (l)
+			fprintf(f, " %.2f/CPU, %.2f → %.2f%s", json_number_value(json_object_get(l, "ranks_per_core")),
+				json_number_value(json_array_get(json_object_get(l, "loadavg_before"), 0)),
+				json_number_value(json_array_get(json_object_get(l, "loadavg_after"), 0)),
+				json_is_true(json_object_get(l, "oversubscribed")) || json_is_true(json_object_get(l, "loaded"))
+					? " **noisy**" : "");
+		fprintf(f, " |\n");
 	}
 }
 

@@ -19,6 +19,8 @@ check "the differing parameter is a column" grep -q '^| case | strategy |$' "$P"
 check "each case's value of it" bash -c "grep -q '^| single/strategy=a2a | a2a |$' '$P' && grep -q '^| single/strategy=agrs | agrs |$' '$P'"
 check "the environment (host)" grep -q "^| host | $(hostname)" "$P"
 check "the table, a row per case" test "$(grep -c '^| single/strategy=a[2g][ar]s\? | ok | ' "$P")" -eq 2
+check "each row says the load it ran under (ranks per CPU, load average)" \
+  test "$(grep -c '^| single/strategy=.* [0-9.]*/CPU, [0-9.]* → [0-9.]*\( \*\*noisy\*\*\)\? |$' "$P")" -eq 2
 check "the strategy comparison along strategy" grep -q '^### single along strategy' "$P"
 check "with a ratio and its interval" grep -q '| agrs | single/strategy=agrs | [0-9.]* | ×[0-9.]* \[[0-9.]*, [0-9.]*\] |' "$P"
 if command -v gnuplot >/dev/null; then
