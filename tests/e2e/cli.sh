@@ -71,6 +71,10 @@ rc=$?
 check "compare of unchecked runs is incomplete (exit 4, got $rc)" test $rc -eq 4
 check "saying not verified" grep -q "not verified in BASE (check = off)" "$OUT/ce.txt"
 
+$M history record "$OUT/r3"/2*/ --db "$OUT/h.db" >/dev/null 2>&1
+$M history list --db "$OUT/h.db" >"$OUT/hl2.txt" 2>&1
+check "history does not count an unchecked case as ok (0/1)" grep -q "	0/1	" "$OUT/hl2.txt"
+
 # every environment variable moebench reads is documented in help env and the README
 $M help env >"$OUT/env.txt"
 for v in $(grep -rhoE 'getenv\("[A-Z_]+"\)' harness/ | sed 's/getenv("\(.*\)")/\1/' | sort -u); do
