@@ -22,10 +22,14 @@
 int moe_cli_topo(int argc, char **argv)
 {
 	struct moe_run_opts o;
-	int bad = moe_cli_parse_opts(argc, argv, &o);
+	int bad = moe_cli_parse_opts(argc, argv, &o, MOE_CMD_TOPO);
 	moe_cli_free_opts(&o); /* topo reads no --set */
 	if (bad)
+		return bad > 0 ? MOE_EXIT_OK : MOE_EXIT_USAGE;
+	if (optind < argc) {
+		fprintf(stderr, "moebench: topo: unexpected argument '%s' (moebench topo --help)\n", argv[optind]);
 		return MOE_EXIT_USAGE;
+	}
 	int ext = moe_world_topo(&o); /* under mpirun or srun: every rank's node, GPU and cpuset */
 	if (ext >= 0)
 		return ext;
@@ -66,12 +70,19 @@ int moe_cli_topo(int argc, char **argv)
 int moe_cli_calibrate(int argc, char **argv)
 {
 	struct moe_run_opts o;
-	int bad = moe_cli_parse_opts(argc, argv, &o), cuda = 0;
-	for (int i = 0; i < o.nsets; i++)
+	int bad = moe_cli_parse_opts(argc, argv, &o, MOE_CMD_CALIBRATE), cuda = 0, host = 0;
+	for (int i = 0; i < o.nsets; i++) {
 		cuda |= !strcmp(o.sets[i], "backend=cuda");
+		host |= !strcmp(o.sets[i], "backend=host");
+	}
+	int nsets = o.nsets;
 	moe_cli_free_opts(&o);
 	if (bad)
+		return bad > 0 ? MOE_EXIT_OK : MOE_EXIT_USAGE;
+	if (nsets > cuda + host || optind < argc) {
+		fprintf(stderr, "moebench: calibrate: expected --backend host or cuda and no arguments (moebench calibrate --help)\n");
 		return MOE_EXIT_USAGE;
+	}
 	if (cuda) {
 #ifdef MOE_HAVE_CUDA_BACKEND
 		double copy = 0, gemm = 0;
@@ -120,12 +131,24 @@ int moe_cli_plot(int argc, char **argv)
 	const char *out = NULL, *trend = NULL;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "v", plot_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "vh", plot_opts, NULL)) != -1) {
 		switch (c) {
 		case PLOT_OUT: out = optarg; break;
 		case PLOT_TREND: trend = optarg; break;
 		case 'v': moe_log_verbosity++; break;
-		case PLOT_HELP: moe_cli_usage(stdout); exit(0);
+		case 'h':
+		case PLOT_HELP:
+			printf("usage: moebench plot RUN_DIR... [--out DIR] [-v]\n"
+			       "       moebench plot --trend FILE [--out DIR] [-v]\n"
+			       "Draws a run's results with gnuplot, PNG and SVG: latency, phases, cdf, axes, ranks-CASE\n"
+			       "(default DIR: RUN_DIR/plots; DIR/RUN-ID with several runs), or a nightly trend TSV\n"
+			       "(moebench history trend) as trend.png/.svg (default DIR: FILE's folder).\n"
+			       "options:\n"
+			       "  --out DIR           where the plots go\n"
+			       "  --trend FILE        draw a trend TSV\n"
+			       "  -v, --verbose       name what was drawn and left out\n"
+			       "  -h, --help          this text\n");
+			return MOE_EXIT_OK;
 		default: return MOE_EXIT_USAGE;
 		}
 	}

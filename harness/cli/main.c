@@ -17,6 +17,32 @@
 #define MOE_GIT_COMMIT "unknown"
 #endif
 
+/* help [keys|env]: the usage, the scenario keys, or the environment variables */
+static int help(int argc, char **argv)
+{
+	const char *topic = argc > 1 ? argv[1] : NULL;
+	if (argc > 2 || (topic && strcmp(topic, "keys") && strcmp(topic, "env") && strcmp(topic, "--help") &&
+			 strcmp(topic, "-h"))) {
+		fprintf(stderr, "moebench: help: expected keys or env, not '%s' (moebench COMMAND --help for a command)\n",
+			argc > 2 ? argv[2] : topic);
+		return MOE_EXIT_USAGE;
+	}
+	if (topic && !strcmp(topic, "keys")) {
+		printf("scenario keys ([global] sets defaults; a|b sweeps; a,b is a list):\n");
+		moe_opts_help(stdout);
+		printf("models: %s\n", moe_model_names());
+	} else if (topic && !strcmp(topic, "env"))
+		moe_cli_usage_env(stdout);
+	else if (topic)
+		printf("usage: moebench help [keys|env]\n"
+		       "  keys   every scenario key with its default\n"
+		       "  env    the environment variables moebench reads\n"
+		       "moebench COMMAND --help lists what a command accepts.\n");
+	else
+		moe_cli_usage(stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -45,17 +71,13 @@ int main(int argc, char **argv)
 		return moe_cli_calibrate(argc - 1, argv + 1);
 	if (!strcmp(cmd, "plot"))
 		return moe_cli_plot(argc - 1, argv + 1);
-	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-		if (argc > 2 && !strcmp(argv[2], "keys")) {
-			printf("scenario keys ([global] sets defaults; a|b sweeps; a,b is a list):\n");
-			moe_opts_help(stdout);
-			printf("models: %s\n", moe_model_names());
-			return 0;
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+		return help(argc - 1, argv + 1);
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		if (argc > 2 && strcmp(argv[2], "--help") && strcmp(argv[2], "-h")) {
+			fprintf(stderr, "moebench: version: takes no arguments\n");
+			return MOE_EXIT_USAGE;
 		}
-		moe_cli_usage(stdout);
-		return 0;
-	}
-	if (!strcmp(cmd, "--version")) {
 		printf("moebench %s (commit %s)\n", MOE_VERSION, MOE_GIT_COMMIT);
 		return 0;
 	}

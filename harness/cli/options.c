@@ -19,34 +19,11 @@
 #define MOE_SOURCE_DIR "."
 #endif
 
-void moe_cli_usage(FILE *f)
+static void usage_case_opts(FILE *f)
 {
 	fprintf(f,
-		"usage: moebench COMMAND [OPTIONS] [SCENARIO...]\n"
-		"\n"
-		"Benchmarks and checks the ways a Mixture-of-Experts layer moves tokens between ranks.\n"
-		"\n"
-		"commands:\n"
-		"  run [SCENARIO...]   run the cases of the scenario files (default scenarios/smoke.ini)\n"
-		"  list [SCENARIO...]  print the expanded cases, one a line\n"
-		"  topo [--ranks N]    print the machine topology and the placement plan for N ranks\n"
-		"                      (default: one per GPU, or one per core without GPUs; --bind, --topo-xml)\n"
-		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression,\n"
-		"                      4 when not every case was compared\n"
-		"                      (moebench compare --help)\n"
-		"  history record|list|trend|accept|pin|unpin|baseline   the SQLite history of runs and the baseline\n"
-		"                      (moebench history --help)\n"
-		"  report BASE NEW     a Markdown page for a review: environment, comparison, plots\n"
-		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
-		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
-		"  plot RUN_DIR... [--out DIR]  draw a run's results with gnuplot, PNG and SVG: latency,\n"
-		"                      phases, cdf, axes, ranks-CASE (default DIR: RUN_DIR/plots; DIR/RUN-ID with several)\n"
-		"  plot --trend FILE [--out DIR]  draw a nightly trend TSV as trend.png/.svg (default DIR: FILE's folder)\n"
-		"  help [keys]         this text, or every scenario key with its default\n"
-		"\n"
-		"options of run and list:\n"
 		"  --set KEY=VALUE     override a scenario key in every case (repeatable; VALUE may sweep a|b)\n"
-		"  --only GLOB         only cases whose name matches GLOB (fnmatch)\n"
+		"  --only GLOB         only cases whose name matches GLOB (fnmatch); matching none is an error (exit 2)\n"
 		"  --backend B         host, cuda, or auto (cuda when built and a GPU is present)\n"
 		"  --transport T       shm (host backend), ipc (CUDA IPC; ranks may share a GPU), nccl (one GPU\n"
 		"                      per rank), mpi (host backend under mpirun or srun, docs/MULTINODE.md), or\n"
@@ -54,8 +31,12 @@ void moe_cli_usage(FILE *f)
 		"  --iters N           timed iterations (scenario key iters)\n"
 		"  --warmup N          discarded warm-up iterations (key warmup)\n"
 		"  --timeout SEC       seconds a case may run before its ranks are killed (key timeout)\n"
-		"  --check C           full, sample:N or off (key check)\n"
-		"options of run:\n"
+		"  --check C           full, sample:N or off (key check; off: verdict unchecked)\n");
+}
+
+static void usage_run_opts(FILE *f)
+{
+	fprintf(f,
 		"  --out DIR           results folder (default results/); each run writes DIR/RUN-ID/\n"
 		"  --bind MODE         auto, none, core, numa or gpu (default auto: gpu with GPUs, else core)\n"
 		"  --format F          text (default) or json (run.json also on stdout)\n"
@@ -63,6 +44,7 @@ void moe_cli_usage(FILE *f)
 		"                      (DIR/CASE/rankR_layerL_{x,y,idx,w,wg,expertE_w1,...}.npy; bf16 as float32)\n"
 		"  -q, --quiet         no table on stdout (a failed or errored case still gets its line on stderr)\n"
 		"  -v, --verbose       more messages on stderr (repeatable)\n"
+		"  -h, --help          this text\n"
 		"test aids (documented so that tests can plant faults; not for measurements):\n"
 		"  --inject-fault RANK:PHASE:KIND   make RANK crash, hang, exit or run out of memory when it enters PHASE\n"
 		"                                   (KIND crash|hang|exit|oom; PHASE setup|route|dispatch|expert|combine|verify)\n"
@@ -70,15 +52,111 @@ void moe_cli_usage(FILE *f)
 		"  --inject-delay PHASE:US          every rank spends US more microseconds in PHASE, every iteration\n"
 		"                                   (a busy wait on the host backend, a device spin kernel on cuda;\n"
 		"                                   to check that compare flags a slowdown)\n"
-		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n"
-		"\n"
+		"  --topo-xml FILE     plan placement from an hwloc XML topology instead of this machine\n");
+}
+
+static void usage_exit_codes(FILE *f)
+{
+	fprintf(f,
 		"exit codes: 0 ok, 1 mismatch (compare: a regression), 2 usage or scenario error, 3 a rank crashed, hung or\n"
 		"timed out, 4 incomplete (compare: not every case compared; run: an output could not be written whole,\n"
-		"full disk or file-size limit; stderr names it), 77 nothing runnable here, 128+N interrupted by signal N\n"
-		"(129 SIGHUP, 130 SIGINT, 143 SIGTERM; the cases that finished are saved, run.json says interrupted).\n"
+		"full disk or file-size limit; stderr names it), 77 nothing runnable here (never a usage error),\n"
+		"128+N interrupted by signal N (129 SIGHUP, 130 SIGINT, 143 SIGTERM; the cases that finished are saved,\n"
+		"run.json says interrupted).\n");
+}
+
+void moe_cli_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: moebench COMMAND [OPTIONS] [SCENARIO...]\n"
+		"\n"
+		"Benchmarks and checks the ways a Mixture-of-Experts layer moves tokens between ranks.\n"
+		"\n"
+		"commands (moebench COMMAND --help lists what each accepts):\n"
+		"  run [SCENARIO...]   run the cases of the scenario files (default scenarios/smoke.ini)\n"
+		"  list [SCENARIO...]  print the expanded cases, one a line\n"
+		"  topo [--ranks N]    print the machine topology and the placement plan for N ranks\n"
+		"                      (default: one per GPU, or one per core without GPUs; --bind, --topo-xml)\n"
+		"  compare BASE NEW    per case and phase: change, p-value, verdict; exit 1 on a regression,\n"
+		"                      4 when not every case was compared\n"
+		"  history record|list|trend|accept|pin|unpin|baseline   the SQLite history of runs and the baseline\n"
+		"  report RUN          a Markdown page for a review of one run: configuration, environment, table,\n"
+		"                      strategy comparison, plots\n"
+		"  report BASE NEW     the same for two runs: comparison and configuration differences\n"
+		"  calibrate [--backend cuda]  the host's memcpy bandwidth; with cuda the GPU's copy bandwidth and\n"
+		"                      bf16 GEMM rate, and the backend's kernels as a percentage of them\n"
+		"  plot RUN_DIR... [--out DIR]  draw a run's results with gnuplot, PNG and SVG: latency,\n"
+		"                      phases, cdf, axes, ranks-CASE (default DIR: RUN_DIR/plots; DIR/RUN-ID with several)\n"
+		"  plot --trend FILE [--out DIR]  draw a nightly trend TSV as trend.png/.svg (default DIR: FILE's folder)\n"
+		"  help [keys|env]     this text, every scenario key with its default, or the environment variables\n"
+		"  version, --version  the version and git commit\n"
+		"\n"
+		"options of run and list:\n");
+	usage_case_opts(f);
+	fprintf(f, "options of run:\n");
+	usage_run_opts(f);
+	fprintf(f, "\n");
+	usage_exit_codes(f);
+	fprintf(f,
 		"Results: DIR/RUN-ID/run.json, cases.tsv, samples.tsv, ranks.tsv, axes.tsv (docs/RESULTS.md; case names\n"
 		"with tabs, newlines or control bytes escaped as \\t, \\n, \\xHH). Every output is written to a temp file\n"
 		"and renamed once whole.\n");
+}
+
+/* help env: every variable moebench reads (the README's table says the same) */
+void moe_cli_usage_env(FILE *f)
+{
+	fprintf(f,
+		"environment variables moebench reads:\n"
+		"  MOEBENCH_PAPI_EVENTS   comma-separated PAPI events each rank counts per phase (unset or empty:\n"
+		"                         PAPI_TOT_INS,PAPI_TOT_CYC,perf::TASK-CLOCK; events PAPI refuses are named in\n"
+		"                         run.json and skipped)\n"
+		"  OPENBLAS_NUM_THREADS   the ranks' BLAS threads (the launcher itself runs with 1; see below)\n"
+		"set by moebench for its own processes (not to be set by hand):\n"
+		"  MOEBENCH_USER_BLAS_THREADS  the user's OPENBLAS_NUM_THREADS, kept while run re-executes itself\n"
+		"                              with 1 and handed back to the ranks\n"
+		"  MOEBENCH_RANK, MOEBENCH_NRANKS, MOEBENCH_BOOT_FD, MOEBENCH_SHM_FD, MOEBENCH_GPU,\n"
+		"  MOEBENCH_GPU_RANKS          a rank's identity, its bootstrap socket, its case segment, its GPU and\n"
+		"                              how many ranks share that GPU\n");
+}
+
+void moe_cli_usage_of(FILE *f, enum moe_cli_cmd cmd)
+{
+	switch (cmd) {
+	case MOE_CMD_RUN:
+		fprintf(f, "usage: moebench run [OPTIONS] [SCENARIO...]\n"
+			   "Runs the cases of the scenario files (default scenarios/smoke.ini) and writes DIR/RUN-ID/.\n"
+			   "options:\n");
+		usage_case_opts(f);
+		usage_run_opts(f);
+		usage_exit_codes(f);
+		break;
+	case MOE_CMD_LIST:
+		fprintf(f, "usage: moebench list [OPTIONS] [SCENARIO...]\n"
+			   "Prints the expanded cases of the scenario files, one a line.\noptions:\n");
+		usage_case_opts(f);
+		fprintf(f, "  -v, --verbose       more messages on stderr\n  -h, --help          this text\n"
+			   "exit: 0, or 2 for a scenario error or an --only that matches nothing\n");
+		break;
+	case MOE_CMD_TOPO:
+		fprintf(f, "usage: moebench topo [--ranks N] [--bind MODE] [--topo-xml FILE] [-v]\n"
+			   "Prints the machine topology and the placement plan for N ranks.\noptions:\n"
+			   "  --ranks N           ranks to plan for (default: one per GPU, or one per core without GPUs)\n"
+			   "  --bind MODE         auto, none, core, numa or gpu\n"
+			   "  --topo-xml FILE     an hwloc XML topology instead of this machine\n"
+			   "  -v, --verbose       more messages on stderr\n  -h, --help          this text\n");
+		break;
+	case MOE_CMD_CALIBRATE:
+		fprintf(f, "usage: moebench calibrate [--backend host|cuda] [--out DIR] [-v]\n"
+			   "The host's memcpy bandwidth; with --backend cuda the GPU's copy bandwidth and bf16 GEMM rate,\n"
+			   "saved to DIR/calibration.json (default results/), which run reads from the same --out folder.\n"
+			   "options:\n"
+			   "  --backend B         host (default) or cuda\n"
+			   "  --out DIR           where calibration.json goes (cuda only)\n"
+			   "  -v, --verbose       more messages on stderr\n  -h, --help          this text\n"
+			   "exit: 0, 1 a failure, 2 usage, 77 no usable GPU or the CUDA backend not built in\n");
+		break;
+	}
 }
 
 enum {
@@ -109,6 +187,31 @@ static const struct option long_opts[] = {
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0},
 };
+
+/* Which commands take each option (bits of 1 << enum moe_cli_cmd); the rest are refused, not ignored. */
+#define R (1u << MOE_CMD_RUN)
+#define L (1u << MOE_CMD_LIST)
+#define T (1u << MOE_CMD_TOPO)
+#define C (1u << MOE_CMD_CALIBRATE)
+static unsigned accepted_by(int opt)
+{
+	switch (opt) {
+	case OPT_SET: case OPT_ONLY: case OPT_TRANSPORT: case OPT_ITERS: case OPT_WARMUP: case OPT_TIMEOUT:
+	case OPT_CHECK: return R | L;
+	case OPT_BACKEND: return R | L | C;
+	case OPT_OUT: return R | C;
+	case OPT_BIND: case OPT_TOPO_XML: return R | T;
+	case OPT_RANKS: return T;
+	case OPT_FORMAT: case OPT_INJECT: case OPT_CORRUPT: case OPT_DUMP: case OPT_DELAY: case 'q': return R;
+	default: return R | L | T | C; /* -v, -h */
+	}
+}
+#undef R
+#undef L
+#undef T
+#undef C
+
+static const char *const cmd_names[] = {"run", "list", "topo", "calibrate"};
 
 static void push_set(struct moe_run_opts *o, char *s)
 {
@@ -173,15 +276,27 @@ static int parse_delay(struct moe_run_opts *o, const char *arg)
 	return 0;
 }
 
-/* The options every command shares (moe_cli_usage lists them); the scenario files are what follows them. */
-int moe_cli_parse_opts(int argc, char **argv, struct moe_run_opts *o)
+/* The options of run, list, topo and calibrate (each command's --help lists its own); the scenario files are
+ * what follows them. An option the command does not take is refused, naming it. */
+int moe_cli_parse_opts(int argc, char **argv, struct moe_run_opts *o, enum moe_cli_cmd cmd)
 {
 	memset(o, 0, sizeof(*o));
 	o->inject_rank = o->corrupt_rank = -1;
 	o->out_dir = "results";
-	int c;
+	int c, li = -1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "qv", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qvh", long_opts, &li)) != -1) {
+		if (c != '?' && !(accepted_by(c) & (1u << cmd))) {
+			char nm[64];
+			if (li >= 0 && long_opts[li].val == c)
+				snprintf(nm, sizeof(nm), "--%s", long_opts[li].name);
+			else
+				snprintf(nm, sizeof(nm), "-%c", c);
+			fprintf(stderr, "moebench: %s: option %s is not accepted by %s (moebench %s --help)\n",
+				cmd_names[cmd], nm, cmd_names[cmd], cmd_names[cmd]);
+			return -1;
+		}
+		li = -1;
 		switch (c) {
 		case OPT_SET: {
 			if (!strchr(optarg, '=')) {
@@ -241,10 +356,8 @@ int moe_cli_parse_opts(int argc, char **argv, struct moe_run_opts *o)
 		}
 		case 'q': o->quiet = 1; break;
 		case 'v': moe_log_verbosity++; break;
-		case OPT_HELP:
-			moe_cli_usage(stdout);
-			moe_cli_free_opts(o);
-			exit(0);
+		case 'h':
+		case OPT_HELP: moe_cli_usage_of(stdout, cmd); return 1;
 		default: return -1;
 		}
 	}
@@ -278,14 +391,21 @@ static int load_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_
 			if (!fnmatch(o->only, cases->v[i].name, 0))
 				cases->v[k++] = cases->v[i];
 		cases->n = k;
+		if (!k) {
+			fprintf(stderr, "moebench: no case matches --only %s\n", o->only);
+			return -1;
+		}
 	}
 	return 0;
 }
 
-/* Options, then the scenario files' cases: what list and run both start with. */
-int moe_cli_prepare(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases)
+/* Options, then the scenario files' cases: what list and run both start with. 1: help was printed. */
+int moe_cli_prepare(int argc, char **argv, struct moe_run_opts *o, struct moe_caselist *cases, enum moe_cli_cmd cmd)
 {
-	return moe_cli_parse_opts(argc, argv, o) || load_cases(argc, argv, o, cases) ? -1 : 0;
+	int rc = moe_cli_parse_opts(argc, argv, o, cmd);
+	if (rc)
+		return rc;
+	return load_cases(argc, argv, o, cases) ? -1 : 0;
 }
 
 /* mkdir -p: every missing folder of the path */

@@ -44,8 +44,9 @@ int moe_cli_list(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	int rc = moe_cli_prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : 0;
-	for (int i = 0; !rc && i < cases.n; i++) {
+	int prc = moe_cli_prepare(argc, argv, &o, &cases, MOE_CMD_LIST);
+	int rc = prc < 0 ? MOE_EXIT_USAGE : 0;
+	for (int i = 0; !prc && i < cases.n; i++) {
 		const struct moe_params *p = &cases.v[i].p;
 		char tok[8192], rt[MOE_PATH_MAX + 16];
 		moe_param_render(p, moe_opt_find("tokens"), tok, sizeof(tok));
@@ -138,7 +139,37 @@ struct run {
 	FILE *out; /* the table, or NULL (quiet or json) */
 	double t0;
 	int any_rank, any_mismatch, any_usage, nskip, printed_header;
+	int cpus, warned_busy; /* CPUs this process may use; whether a busy machine was already said */
 };
+
+/* Before the first case: the CPUs, the load and the clock into run.json's env, and a warning on stderr when
+ * the cases outnumber the cores or the machine is already busy (timings then measure the scheduler). */
+static void load_at_start(struct run *R, const struct moe_caselist *cases)
+{
+	double la[3], mhz = moe_cli_cpu_mhz();
+	int maxr = 1, over = 0;
+	R->cpus = moe_cli_cpus_available();
+	for (int i = 0; i < cases->n; i++) {
+		int n = (int)(cases->v[i].p.dp * cases->v[i].p.tp);
+		maxr = n > maxr ? n : maxr;
+		over += n > R->cpus;
+	}
+	json_object_set_new(R->env, "cpus_available", json_integer(R->cpus));
+	json_object_set_new(R->env, "ranks_per_core_max", json_real((double)maxr / R->cpus));
+	if (mhz > 0)
+		json_object_set_new(R->env, "cpu_mhz", json_real(mhz));
+	if (!moe_cli_loadavg(la))
+		json_object_set_new(R->env, "loadavg_start", json_pack("[f,f,f]", la[0], la[1], la[2]));
+	if (over)
+		moe_warn("%d of %d cases have more ranks than the %d CPU%s available (up to %.1f per core): their timings "
+			 "include waiting for a core, and compare calls their changes noisy", over, cases->n, R->cpus,
+			 R->cpus == 1 ? "" : "s", (double)maxr / R->cpus);
+	if (la[0] > R->cpus) {
+		moe_warn("the machine is busy: 1-minute load average %.2f on %d CPU%s before the run; timings will be "
+			 "noisy", la[0], R->cpus, R->cpus == 1 ? "" : "s");
+		R->warned_busy = 1;
+	}
+}
 
 /* This executable (the ranks exec it), the machine's topology, and auto backends and transports made concrete. */
 static int open_machine(struct run *R, struct moe_caselist *cases)
@@ -263,15 +294,31 @@ static void run_one(struct run *R, const struct moe_case *c, int i, int ncases)
 	}
 	header_once(R, &plan);
 	int tty = isatty(STDERR_FILENO) && !o->quiet;
+	char prog[400];
 	if (tty) {
 		double el = (moe_now_us() - R->t0) * 1e-6;
 		char eta[64] = "";
 		if (i > 0) /* the cases so far, extrapolated */
 			snprintf(eta, sizeof(eta), ", about %.0f s to go", el / i * (ncases - i));
-		fprintf(stderr, "\r[%d/%d] %s ... %.0f s elapsed%s\033[K", i + 1, ncases, c->name, el, eta);
+		char nm[210];
+		moe_oneline(nm, sizeof(nm), c->name); /* a hostile name must not move the terminal's cursor */
+		snprintf(prog, sizeof(prog), "[%d/%d] %s (%.0f s elapsed%s)", i + 1, ncases, nm, el, eta);
+		fprintf(stderr, "\r%s\033[K", prog);
+		R->o->progress = prog; /* the launcher's supervisor redraws it with the iteration */
 	}
 	json_t *cj;
+	double before[3], after[3];
+	moe_cli_loadavg(before);
 	int r = o->world ? moe_world_case(o->world, c, &plan, o, &cj) : moe_launch_case(c, R->topo, &plan, o, R->exe, &cj);
+	moe_cli_loadavg(after);
+	json_t *load = moe_cli_load_json(plan.nranks, R->cpus, before, after, moe_cli_cpu_mhz());
+	if (json_is_true(json_object_get(load, "loaded")) && !R->warned_busy) {
+		moe_warn("case %s: the 1-minute load average went from %.2f to %.2f on %d CPUs: the machine is busy, "
+			 "timings from here on are noisy", c->name, before[0], after[0], R->cpus);
+		R->warned_busy = 1;
+	}
+	json_object_set_new(cj, "load", load);
+	R->o->progress = NULL;
 	if (tty)
 		fprintf(stderr, "\r\033[K");
 	json_t *pj = json_array();
@@ -326,6 +373,7 @@ static int run_cases(int argc, char **argv, struct moe_run_opts *o, struct moe_c
 		return rc;
 	}
 	start_record(&R, argc, argv);
+	load_at_start(&R, cases);
 	R.t0 = moe_now_us();
 	for (int i = 0; i < cases->n && !moe_interrupted; i++)
 		run_one(&R, &cases->v[i], i, cases->n);
@@ -369,7 +417,8 @@ int moe_cli_run(int argc, char **argv)
 {
 	struct moe_run_opts o;
 	struct moe_caselist cases = {0};
-	int rc = moe_cli_prepare(argc, argv, &o, &cases) ? MOE_EXIT_USAGE : moe_world_run(argc, argv, &o, &cases, run_cases);
+	int prc = moe_cli_prepare(argc, argv, &o, &cases, MOE_CMD_RUN);
+	int rc = prc < 0 ? MOE_EXIT_USAGE : prc > 0 ? MOE_EXIT_OK : moe_world_run(argc, argv, &o, &cases, run_cases);
 	moe_caselist_free(&cases);
 	moe_cli_free_opts(&o);
 	return rc;

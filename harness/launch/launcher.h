@@ -28,6 +28,7 @@ struct moe_run_opts {
 	double copy_GBps, gemm_TFLOPs; /* rooflines from `calibrate` (0: unknown) */
 	struct moe_world *world; /* external launch (world.c): cases go through moe_world_case */
 	const struct moe_gathered *gathered; /* set by world.c: nothing is spawned */
+	const char *progress; /* run on a terminal: the progress line's start ("[i/n] CASE"), else NULL */
 };
 
 /* An external launch (world.c): the ranks ran the case under MPI and rank 0 gathered their reports;

@@ -193,13 +193,42 @@ static void describe_timeout(struct launch *L)
 					      (long long)atomic_load(&L->status->iter[r]));
 }
 
+/* The progress line on a terminal, at most four times a second: the slowest rank's phase and iteration, read
+ * from the status area the ranks write as they go (nothing is sent for it). */
+static void show_progress(const struct launch *L, double *last)
+{
+	double now = moe_now_us();
+	if (!L->o->progress || now - *last < 250e3)
+		return;
+	*last = now;
+	int slow = 0;
+	for (int r = 1; r < L->n; r++)
+		if (atomic_load(&L->status->iter[r]) < atomic_load(&L->status->iter[slow]))
+			slow = r;
+	int ph = atomic_load(&L->status->phase[slow]);
+	long long it = atomic_load(&L->status->iter[slow]), warm = L->p->warmup, iters = L->p->iters;
+	char where[96];
+	if (ph <= MOE_PH_setup)
+		snprintf(where, sizeof(where), "setting up");
+	else if (ph >= MOE_PH_verify)
+		snprintf(where, sizeof(where), "%s", moe_phase_name(ph));
+	else if (it < warm)
+		snprintf(where, sizeof(where), "warm-up %lld of %lld", it + 1, warm);
+	else
+		snprintf(where, sizeof(where), "iteration %lld of %lld", it - warm + 1, iters);
+	fprintf(stderr, "\r%s: %s (slowest rank %d), %.0f s in this case\033[K", L->o->progress, where, slow,
+		(now - L->t_start) * 1e-6);
+}
+
 /* Serve the ranks until every one exited, one failed, a signal arrived or the case timed out. */
 void moe_launch_supervise(struct launch *L)
 {
 	int n = L->n;
 	double deadline = L->t_start + L->p->timeout * 1e6;
 	struct pollfd *pf = moe_xcalloc((size_t)n, sizeof(*pf));
+	double shown = 0;
 	while (!L->failed) {
+		show_progress(L, &shown);
 		int live = 0;
 		for (int r = 0; r < n; r++) {
 			pf[r].fd = L->rp[r].fd;

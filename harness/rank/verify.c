@@ -76,7 +76,7 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 	json_t *jv = json_object();
 	*mismatch = 0;
 	if (p->check.kind == MOE_CHECK_OFF) {
-		json_object_set_new(jv, "verdict", json_string("ok"));
+		json_object_set_new(jv, "verdict", json_string("unchecked"));
 		json_object_set_new(jv, "checked", json_integer(0));
 		json_object_set_new(jv, "note", json_string("check = off: not verified"));
 		return jv;

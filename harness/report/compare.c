@@ -333,8 +333,9 @@ static int usable(json_t *cas, const char *which, json_t *probs)
 {
 	const char *v = json_string_value(json_object_get(cas, "verdict"));
 	const char *check = json_string_value(json_object_get(json_object_get(cas, "params"), "check"));
-	if (!strcmp(v, "ok") && check && !strcmp(check, "off")) {
-		/* its timings are real, so it is compared; but "ok" there means "not verified" */
+	if (!strcmp(v, "unchecked") || (!strcmp(v, "ok") && check && !strcmp(check, "off"))) {
+		/* its timings are real, so it is compared; but it is not verified (runs before the verdict
+		 * unchecked said "ok" with check = off) */
 		problem(probs, json_string_value(json_object_get(cas, "name")), "not verified in %s (check = off)", which);
 		return 1;
 	}
@@ -344,6 +345,23 @@ static int usable(json_t *cas, const char *which, json_t *probs)
 	problem(probs, json_string_value(json_object_get(cas, "name")), "%s in %s%s%.500s", v, which, why ? ": " : "",
 		why ? why : "");
 	return 0;
+}
+
+/* Why a case's timings are suspect from its run.json "load" record (written by run since the load fields):
+ * more ranks than CPUs, or a 1-minute load average above the CPUs; "" when neither. */
+static void load_note(json_t *cas, const char *which, char *out, size_t len)
+{
+	json_t *l = json_object_get(cas, "load");
+	size_t n = strlen(out);
+	if (json_is_true(json_object_get(l, "oversubscribed")))
+		n += (size_t)snprintf(out + n, n < len ? len - n : 0, "%s%s: %lld ranks on %lld CPUs", n ? "; " : "", which,
+				      (long long)json_integer_value(json_object_get(l, "ranks")),
+				      (long long)json_integer_value(json_object_get(l, "cpus")));
+	if (json_is_true(json_object_get(l, "loaded")))
+		snprintf(out + n, n < len ? len - n : 0, "%s%s: load average %.2f before, %.2f after on %lld CPUs",
+			 n ? "; " : "", which, json_number_value(json_array_get(json_object_get(l, "loadavg_before"), 0)),
+			 json_number_value(json_array_get(json_object_get(l, "loadavg_after"), 0)),
+			 (long long)json_integer_value(json_object_get(l, "cpus")));
 }
 
 /* Rows for one matched case: each asked phase with samples on both sides. */
@@ -378,11 +396,22 @@ static void compare_case(json_t *cb, json_t *cn, const char *phases, const struc
 		snprintf(key, sizeof(key), "%s\t%s", digest, ph);
 		double band = o->bands ? json_number_value(json_object_get(o->bands, key)) : 0;
 		const char *verdict = moe_verdict(p, change, lo, hi, band, o);
+		/* a change measured on an oversubscribed or loaded machine is the scheduler's as much as the code's:
+		 * 4 ranks on 2 busy cores moved identical runs 3-5x */
+		char why[512] = "";
+		load_note(cb, "BASE", why, sizeof(why));
+		load_note(cn, "NEW", why, sizeof(why));
+		if (why[0] && !o->ignore_load && (!strcmp(verdict, "slower") || !strcmp(verdict, "faster")))
+			verdict = "noisy";
+		else
+			why[0] = 0;
 		*regressions += !strcmp(verdict, "slower");
-		json_array_append_new(rows, json_pack("{s:s,s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "case", name, "digest",
-						      digest, "phase", ph, "base_p50_us", ma, "new_p50_us", mb, "change_pct",
-						      change, "p_value", p, "ratio_lo", lo, "ratio_hi", hi, "band_pct", band,
-						      "verdict", verdict));
+		json_t *row = json_pack("{s:s,s:s,s:s,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:s}", "case", name, "digest", digest,
+					"phase", ph, "base_p50_us", ma, "new_p50_us", mb, "change_pct", change, "p_value", p,
+					"ratio_lo", lo, "ratio_hi", hi, "band_pct", band, "verdict", verdict);
+		if (why[0])
+			json_object_set_new(row, "noisy_reason", json_string(why));
+		json_array_append_new(rows, row);
 		free(a);
 		free(b);
 	}
@@ -496,6 +525,8 @@ void moe_compare_print(FILE *f, json_t *report)
 			json_number_value(json_object_get(r, "new_p50_us")), json_number_value(json_object_get(r, "change_pct")),
 			json_number_value(json_object_get(r, "p_value")), json_number_value(json_object_get(r, "ratio_lo")),
 			json_number_value(json_object_get(r, "ratio_hi")), bs, json_string_value(json_object_get(r, "verdict")));
+		if (json_object_get(r, "noisy_reason"))
+			fprintf(f, "#   noisy, not a verdict: %s\n", json_string_value(json_object_get(r, "noisy_reason")));
 	}
 	json_array_foreach(json_object_get(report, "problems"), i, r)
 	fprintf(f, "# not compared: %s: %s\n", json_string_value(json_object_get(r, "case")),

@@ -12,6 +12,7 @@ struct moe_compare_opts {
 	double threshold;  /* smallest change that counts, in percent (default 3) */
 	double noise;      /* a 95 % interval of the ratio wider than this, in percent, is noisy (default 20) */
 	int force;         /* compare runs from different environments */
+	int ignore_load;   /* --ignore-load: verdicts as if neither run was oversubscribed or loaded */
 	const char *phases; /* comma-separated, default "total" */
 	/* run-to-run noise from the history, {"DIGEST\tPHASE": percent}; NULL or a missing key: none known.
 	 * A change inside a case's band is not a regression, however significant within the run pair. */

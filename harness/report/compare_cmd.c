@@ -12,12 +12,14 @@
 #include "moe.h"
 #include "outfile.h"
 #include "plot.h"
+#include "report_page.h"
 #include "results.h"
 
 static void usage_compare(FILE *f)
 {
 	fprintf(f,
 		"usage: moebench compare BASE NEW [--phases LIST] [--alpha A] [--threshold PCT] [--noise PCT] [--force]\n"
+		"                        [--ignore-load]\n"
 		"                        [--band-runs N] [--baseline-runs N] [--json FILE] [--markdown FILE] [--db FILE]\n"
 		"BASE and NEW are results folders, run.json files (schema %s, checked before use), or\n"
 		"history:RUN_ID, history:last-good or history:baseline from the history (--db). history:baseline is\n"
@@ -28,7 +30,10 @@ static void usage_compare(FILE *f)
 		"comparable. Per case and phase (LIST of route, dispatch, expert, combine, tp_merge, fetch_wait,\n"
 		"total): medians, change, Mann-Whitney U p-value, 95%% bootstrap interval of the ratio of medians, and\n"
 		"a verdict: slower or faster when p < alpha, |change| >= threshold and the whole interval clears\n"
-		"1 +- threshold/2; else noisy when the interval is wider than noise; else same.\n"
+		"1 +- threshold/2; else noisy when the interval is wider than noise; else same. A slower or faster\n"
+		"change in a case that either run measured oversubscribed (more ranks than CPUs) or loaded (1-minute\n"
+		"load average above the CPUs; run.json's cases[].load) is noisy instead, with the reason printed;\n"
+		"--ignore-load keeps the verdict (a test that plants a slowdown on a shared machine).\n"
 		"Noise band: when the history holds at least %d good runs of the environment, the medians of the last\n"
 		"N (--band-runs, 0 turns it off) give each case and phase its run-to-run noise, 3 sqrt(2) x 1.4826\n"
 		"MAD / median; the threshold becomes the larger of the two, and a significant change inside the band\n"
@@ -72,12 +77,14 @@ static void markdown(FILE *f, json_t *rep, json_t *base, json_t *neww)
 		char bs[16] = "–";
 		if (band > 0)
 			snprintf(bs, sizeof(bs), "±%.1f%%", band);
-		fprintf(f, "| %s | %s | %.1f | %.1f | %+.1f%% | %.2g | [%.3f, %.3f] | %s | %s%s%s |\n",
+		const char *nr = json_string_value(json_object_get(r, "noisy_reason"));
+		fprintf(f, "| %s | %s | %.1f | %.1f | %+.1f%% | %.2g | [%.3f, %.3f] | %s | %s%s%s%s%s%s |\n",
 			json_string_value(json_object_get(r, "case")), json_string_value(json_object_get(r, "phase")),
 			json_number_value(json_object_get(r, "base_p50_us")), json_number_value(json_object_get(r, "new_p50_us")),
 			json_number_value(json_object_get(r, "change_pct")), json_number_value(json_object_get(r, "p_value")),
 			json_number_value(json_object_get(r, "ratio_lo")), json_number_value(json_object_get(r, "ratio_hi")), bs,
-			!strcmp(v, "slower") ? "**" : "", v, !strcmp(v, "slower") ? "**" : "");
+			!strcmp(v, "slower") ? "**" : "", v, !strcmp(v, "slower") ? "**" : "", nr ? " (" : "", nr ? nr : "",
+			nr ? ")" : "");
 	}
 	if (json_array_size(json_object_get(rep, "problems"))) {
 		fprintf(f, "\n## Not compared\n\n");
@@ -110,17 +117,9 @@ static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, 
 	}
 	FILE *f = moe_out_stream(of);
 	markdown(f, rep, base, neww);
-	if (drew) {
-		static const char *const names[] = {"latency", "phases", "cdf"};
-		fprintf(f, "\n## Plots of the new run\n\n");
-		for (size_t i = 0; i < MOE_ARRAY_SIZE(names); i++) {
-			char png[1200];
-			snprintf(png, sizeof(png), "%s/%s.png", plots, names[i]);
-			struct stat sb;
-			if (stat(png, &sb) == 0)
-				fprintf(f, "![%s](plots/%s.png)\n\n", names[i], names[i]);
-		}
-	}
+	moe_report_config_diff(f, base, neww);
+	if (drew)
+		moe_report_plots(f, plots, "Plots of the new run");
 	if (moe_out_commit(of, werr, sizeof(werr))) {
 		fprintf(stderr, "moebench: report: cannot write %s\n", werr);
 		return -1;
@@ -129,15 +128,85 @@ static int report(json_t *rep, json_t *base, json_t *neww, const char *new_dir, 
 	return 0;
 }
 
+/* The number of positional arguments of report, and the which-th (from 1) in *found (compare's options
+ * that take a value skip theirs). */
+static int positionals(int argc, char **argv, int which, const char **found)
+{
+	static const char *const valued[] = {"--phases", "--alpha", "--threshold", "--noise", "--json", "--markdown",
+					     "--db", "--band-runs", "--baseline-runs", "--out"};
+	int n = 0;
+	for (int i = 1; i < argc; i++) {
+		int takes = 0;
+		for (size_t k = 0; k < MOE_ARRAY_SIZE(valued); k++)
+			takes |= !strcmp(argv[i], valued[k]);
+		if (takes)
+			i++;
+		else if (argv[i][0] != '-' && ++n == which)
+			*found = argv[i];
+	}
+	return n;
+}
+
+/* report RUN [--out FILE.md] [--db FILE]: one run's page */
+static int report_one(int argc, char **argv, const char *run_arg)
+{
+	const char *out = NULL, *db = "results/history.db";
+	for (int i = 1; i < argc; i++) {
+		if ((!strcmp(argv[i], "--out") || !strcmp(argv[i], "--db")) && i + 1 < argc) {
+			*(argv[i][2] == 'o' ? &out : &db) = argv[i + 1];
+			i++;
+		} else if (argv[i][0] == '-') {
+			fprintf(stderr, "moebench: report: option %s is not accepted with one run (--out, --db; "
+					"moebench report --help)\n", argv[i]);
+			return MOE_EXIT_USAGE;
+		}
+	}
+	char err[1024], def[4200];
+	int rc;
+	json_t *run = moe_history_load(run_arg, db, NULL, 0, err, sizeof(err), &rc);
+	if (!run) {
+		fprintf(stderr, "moebench: report: %s\n", err);
+		return rc;
+	}
+	struct stat sb;
+	int is_dir = stat(run_arg, &sb) == 0 && S_ISDIR(sb.st_mode);
+	if (!out) {
+		size_t n = strlen(run_arg);
+		while (is_dir && n > 1 && run_arg[n - 1] == '/')
+			n--; /* RUN/ and RUN name the same page */
+		snprintf(def, sizeof(def), "%.*s/report.md", is_dir ? (int)n : 1, is_dir ? run_arg : ".");
+		out = def;
+	}
+	int pr = moe_report_run(run, is_dir ? run_arg : NULL, out);
+	json_decref(run);
+	return pr < 0 ? MOE_EXIT_INCOMPLETE : MOE_EXIT_OK;
+}
+
 int moe_cmd_report(int argc, char **argv)
 {
-	if (argc < 3 || !strcmp(argv[1], "--help")) {
-		fprintf(argc < 3 ? stderr : stdout,
-			"usage: moebench report BASE NEW [--out FILE.md] [compare options]\n"
-			"A Markdown page for a review: the environment of both runs, the comparison table (moebench\n"
-			"compare) and the plots of NEW, drawn next to the page (default report.md in NEW's folder).\n");
-		return argc < 3 ? MOE_EXIT_USAGE : 0;
+	int help = 0;
+	for (int i = 1; i < argc; i++)
+		help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+	const char *first = NULL;
+	int npos = positionals(argc, argv, 1, &first);
+	if (help || npos < 1 || npos > 2) {
+		fprintf(help ? stdout : stderr,
+			"usage: moebench report RUN [--out FILE.md] [--db FILE]\n"
+			"       moebench report BASE NEW [--out FILE.md] [compare options]\n"
+			"A Markdown page for a review. With one run: the resolved configuration (the parameters every\n"
+			"case shares once, those that differ per case), the environment, the table, the strategy\n"
+			"comparison (run.json's comparisons) and the plots. With two: the environment of both, the\n"
+			"comparison table (moebench compare), the configuration differences (parameters that differ\n"
+			"between cases of the same name, environment keys that differ) and the plots of NEW.\n"
+			"The plots are drawn into plots/ beside the page (default: report.md in RUN's or NEW's folder).\n"
+			"RUN, BASE and NEW: results folders, run.json files or history:RUN_ID (--db).\n"
+			"options: --out FILE.md, --db FILE, -h/--help; with two runs those of moebench compare too\n"
+			"(moebench compare --help). Exit: as compare with two runs; with one 0, 2 usage or an invalid\n"
+			"run, 4 the page not written whole.\n");
+		return help ? MOE_EXIT_OK : MOE_EXIT_USAGE;
 	}
+	if (npos == 1)
+		return report_one(argc, argv, first);
 	/* compare's options, plus --out; the page is written by compare's --markdown path */
 	char **av = moe_xcalloc((size_t)argc + 3, sizeof(char *));
 	int ac = 0;
@@ -150,9 +219,11 @@ int moe_cmd_report(int argc, char **argv)
 	}
 	char def[1100];
 	if (!out) {
+		const char *nw = NULL;
+		positionals(argc, argv, 2, &nw);
 		struct stat sb;
-		if (stat(argv[2], &sb) == 0 && S_ISDIR(sb.st_mode))
-			snprintf(def, sizeof(def), "%s/report.md", argv[2]);
+		if (nw && stat(nw, &sb) == 0 && S_ISDIR(sb.st_mode))
+			snprintf(def, sizeof(def), "%s/report.md", nw);
 		else
 			snprintf(def, sizeof(def), "report.md");
 		out = def;
@@ -222,16 +293,18 @@ static int parse_compare(int argc, char **argv, struct moe_compare_opts *o, stru
 		{"markdown", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
 		{"report-page", required_argument, NULL, 'R'}, {"band-runs", required_argument, NULL, 'b'},
 		{"baseline-runs", required_argument, NULL, 'B'}, {"help", no_argument, NULL, 'h'},
+		{"ignore-load", no_argument, NULL, 'L'},
 		{NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->phases = optarg; break;
 		case 'a': o->alpha = atof(optarg); break;
 		case 't': o->threshold = atof(optarg); break;
 		case 'n': o->noise = atof(optarg); break;
 		case 'f': o->force = 1; break;
+		case 'L': o->ignore_load = 1; break;
 		case 'j': a->json_out = optarg; break;
 		case 'm': a->md_out = optarg; break;
 		case 'd': a->db_path = optarg, a->db_given = 1; break;

@@ -125,16 +125,22 @@ fail:
 	return rc;
 }
 
+/* Each verb's usage line, in the order of verbs[] below; and the options each takes (bits of opt_bits). */
+static const char *const verb_usage[] = {
+	"moebench history record RUN [--regressions N] [--compare FILE.json] [--db FILE]",
+	"moebench history list [--db FILE]",
+	"moebench history trend [--phase PHASE|all] [--out FILE.tsv] [--db FILE]",
+	"moebench history accept RUN --reason TEXT [--db FILE]",
+	"moebench history pin RUN --reason TEXT [--db FILE]",
+	"moebench history unpin [--reason TEXT] [--db FILE]",
+	"moebench history baseline [--db FILE]",
+};
+
 static void usage_history(FILE *f)
 {
-	fprintf(f, "usage: moebench history record RUN [--regressions N] [--compare FILE.json] [--db FILE]\n"
-		   "       moebench history list [--db FILE]\n"
-		   "       moebench history trend [--phase PHASE|all] [--out FILE.tsv] [--db FILE]\n"
-		   "       moebench history accept RUN --reason TEXT [--db FILE]\n"
-		   "       moebench history pin RUN --reason TEXT [--db FILE]\n"
-		   "       moebench history unpin [--reason TEXT] [--db FILE]\n"
-		   "       moebench history baseline [--db FILE]\n"
-		   "RUN is a results folder or its run.json (accept and pin also take a recorded run id); the default db\n"
+	for (size_t i = 0; i < MOE_ARRAY_SIZE(verb_usage); i++)
+		fprintf(f, "%s%s\n", i ? "       " : "usage: ", verb_usage[i]);
+	fprintf(f, "RUN is a results folder or its run.json (accept and pin also take a recorded run id); the default db\n"
 		   "is results/history.db. Only record creates it: the other commands refuse a file that does not exist\n"
 		   "(exit 2) and open it read-only where they only read. Writers wait for each other.\n"
 		   "--compare keeps the verdicts of `moebench compare --json FILE` with the run (the regression count\n"
@@ -357,9 +363,20 @@ int moe_cmd_history(int argc, char **argv)
 		{"out", required_argument, NULL, 'o'},	       {"regressions", required_argument, NULL, 'r'},
 		{"compare", required_argument, NULL, 'c'}, {"reason", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0}};
-	int c;
+	/* the options each verb takes, in verbs[] order: d db, p phase, o out, r regressions, c compare, R reason */
+	static const char *const verbs[] = {"record", "list", "trend", "accept", "pin", "unpin", "baseline"};
+	static const char *const takes[] = {"drc", "d", "dpo", "dR", "dR", "dR", "d"};
+	static const int nargs[] = {1, 0, 0, 1, 1, 0, 0};
+	char seen[8] = "";
+	int c, li = -1, help = 0;
+	const char *names[8] = {0};
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", lo, &li)) != -1) {
+		if (c != 'h' && c != '?' && !strchr(seen, c) && strlen(seen) < 7) {
+			names[strlen(seen)] = li >= 0 ? lo[li].name : "?";
+			seen[strlen(seen)] = (char)c;
+		}
+		li = -1;
 		switch (c) {
 		case 'd': db_path = optarg; break;
 		case 'p': phase = optarg; break;
@@ -367,16 +384,27 @@ int moe_cmd_history(int argc, char **argv)
 		case 'r': regressions = atoi(optarg); break;
 		case 'c': cmp_path = optarg; break;
 		case 'R': reason = optarg; break;
-		case 'h': usage_history(stdout); return 0;
+		case 'h': help = 1; break;
 		default: usage_history(stderr); return MOE_EXIT_USAGE;
 		}
 	}
-	static const char *const verbs[] = {"record", "list", "trend", "accept", "pin", "unpin", "baseline"};
-	static const int nargs[] = {1, 0, 0, 1, 1, 0, 0};
 	int v = -1;
 	for (int i = 0; optind < argc && i < (int)MOE_ARRAY_SIZE(verbs); i++)
 		if (!strcmp(argv[optind], verbs[i]))
 			v = i;
+	if (help) { /* history --help: every verb; history VERB --help: that verb's line */
+		if (v >= 0)
+			printf("usage: %s\n(moebench history --help says more)\n", verb_usage[v]);
+		else
+			usage_history(stdout);
+		return MOE_EXIT_OK;
+	}
+	for (int i = 0; v >= 0 && seen[i]; i++)
+		if (!strchr(takes[v], seen[i])) {
+			fprintf(stderr, "moebench: history %s: option --%s is not accepted by history %s\nusage: %s\n",
+				verbs[v], names[i], verbs[v], verb_usage[v]);
+			return MOE_EXIT_USAGE;
+		}
 	if (v < 0 || argc - optind - 1 != nargs[v]) {
 		if (optind < argc && v < 0)
 			fprintf(stderr, "moebench: history: unknown command '%s'\n", argv[optind]);
