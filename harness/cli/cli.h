@@ -2,6 +2,14 @@
 #ifndef MOE_CLI_H
 #define MOE_CLI_H
 
+/* CMake passes both; a build outside it still says something */
+#ifndef MOE_VERSION
+#define MOE_VERSION "0.0.0"
+#endif
+#ifndef MOE_GIT_COMMIT
+#define MOE_GIT_COMMIT "unknown"
+#endif
+
 #include <hwloc.h>
 #include <jansson.h>
 #include <stdio.h>

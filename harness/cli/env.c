@@ -15,13 +15,6 @@
 #endif
 #include "cli.h"
 
-#ifndef MOE_VERSION
-#define MOE_VERSION "0.0.0"
-#endif
-#ifndef MOE_GIT_COMMIT
-#define MOE_GIT_COMMIT "unknown"
-#endif
-
 /* The first line of a file (driver version, GPU model), or "" */
 static void first_line(const char *path, const char *prefix, char *out, size_t len)
 {

@@ -10,13 +10,6 @@
 #include "params.h"
 #include "rank.h"
 
-#ifndef MOE_VERSION
-#define MOE_VERSION "0.0.0"
-#endif
-#ifndef MOE_GIT_COMMIT
-#define MOE_GIT_COMMIT "unknown"
-#endif
-
 /* help [keys|env]: the usage, the scenario keys, or the environment variables */
 static int help(int argc, char **argv)
 {
