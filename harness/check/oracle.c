@@ -322,9 +322,13 @@ int moe_oracle_check(struct moe_oracle *o, uint32_t layer, int64_t n, const moe_
 		rows[j] = check ? check[j] : j;
 	v->checked = nr;
 	int rc = MOE_OK;
+	/* MOEBENCH_ORACLE_TIMES=1: where a check's time goes (stderr), for tuning the oracle on a new host */
+	double t0 = moe_now_us(), t1, t2;
 	check_inputs(o, layer, x, rows, nr, v);
+	t1 = moe_now_us();
 	if (!v->bad)
 		rc = check_routing(o, layer, x, idx, w, rows, nr, v);
+	t2 = moe_now_us();
 	/* pad rows are zero tokens: whatever the mode, their output is zero */
 	for (int64_t j = 0; rc == MOE_OK && !v->bad && j < nr; j++)
 		for (int64_t c = 0; rows[j] >= o->nreal && c < H; c++)
@@ -339,6 +343,9 @@ int moe_oracle_check(struct moe_oracle *o, uint32_t layer, int64_t n, const moe_
 		else
 			rc = check_swiglu(o, layer, x, idx, w, y, rows, nr, v);
 	}
+	if (getenv("MOEBENCH_ORACLE_TIMES"))
+		fprintf(stderr, "oracle: layer %u, %lld rows: inputs %.3f s, routing %.3f s, outputs %.3f s\n", layer,
+			(long long)nr, (t1 - t0) * 1e-6, (t2 - t1) * 1e-6, (moe_now_us() - t2) * 1e-6);
 	if (rc == MOE_OK && !v->bad) {
 		/* the next layer's input: x + y, rounded once (DESIGN §2), for the rows checked here */
 		for (int64_t j = 0; j < nr; j++)

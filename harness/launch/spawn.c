@@ -1,11 +1,13 @@
 /* Starting a case's ranks: the case text each reads, and fork, pin (hwloc) and exec of each. */
 #include "launch_internal.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -63,6 +65,31 @@ char *moe_launch_text(const struct moe_case *c, const struct moe_run_opts *o, in
 	return s;
 }
 
+/* OpenBLAS picks its kernels from the CPU model, and a VM that hides the model gets the generic ones: on the
+ * lent H200 host ("Intel(R) Xeon(R) Processor", AVX-512) it chose Prescott, and the oracle's float64 GEMMs ran
+ * 3.4x slower than with its SkylakeX kernels (docs/PERFORMANCE.md). Unless the user chose OPENBLAS_CORETYPE,
+ * ranks whose OpenBLAS fell back to a generic core get the one their instruction set supports. */
+static const char *blas_core_for_ranks(void)
+{
+	static const char *const generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
+					      "Katmai", "Coppermine", "Northwood", "Banias", "Unknown"};
+	const char *core = openblas_get_corename();
+	int is_generic = 0;
+	for (size_t i = 0; core && i < MOE_ARRAY_SIZE(generic); i++)
+		is_generic |= !strcasecmp(core, generic[i]);
+	if (getenv("OPENBLAS_CORETYPE") || !is_generic)
+		return NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+		return "SkylakeX";
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return "Haswell";
+#endif
+	return NULL;
+}
+
 /* Exec the rank process; runs in the child. Never returns. */
 static void child(const char *exe, int rank, int nranks, int sock, int shm, pid_t pgid, pid_t parent,
 		  hwloc_topology_t topo, const struct moe_plan *plan)
@@ -88,6 +115,9 @@ static void child(const char *exe, int rank, int nranks, int sock, int shm, pid_
 	snprintf(v, sizeof(v), "%d", shm);
 	setenv("MOEBENCH_SHM_FD", v, 1);
 	setenv("NCCL_NVLS_ENABLE", "0", 1); /* NVLink multicast stays off on shared hosts */
+	const char *core = blas_core_for_ranks();
+	if (core)
+		setenv("OPENBLAS_CORETYPE", core, 1);
 	const char *blas = getenv("MOEBENCH_USER_BLAS_THREADS"); /* the user's, kept aside by main for the ranks */
 	struct rlimit as;
 	if (blas) {

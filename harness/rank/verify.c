@@ -86,6 +86,7 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 	int32_t *idx = malloc((size_t)(n * K + 1) * 4);
 	float *w = malloc((size_t)(n * K + 1) * 4);
 	int64_t *rows = NULL, nrows = n;
+	double t_open = moe_now_us();
 	/* the oracle derives the slice from the layout itself and carries each token's input across layers */
 	struct moe_oracle *orc = moe_oracle_open(p, ctx->tokens, ctx->rank,
 						 p->routing.kind == MOE_ROUTE_TRACE ? &r->trace : NULL);
@@ -99,6 +100,8 @@ static json_t *verify(struct rank_run *r, int *mismatch)
 				rows[j++] = i;
 		}
 	}
+	if (getenv("MOEBENCH_ORACLE_TIMES")) /* see oracle.c */
+		fprintf(stderr, "oracle: rank %d: open %.3f s\n", ctx->rank, (moe_now_us() - t_open) * 1e-6);
 	double max_err = 0;
 	int64_t checked = 0;
 	for (int l = 0; l < p->layers && !*mismatch; l++) {
