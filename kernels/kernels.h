@@ -36,6 +36,29 @@ struct moe_ffn_cfg {
 	const moe_bf16 *const *d_w2; /* H x F */
 };
 
+/* ll (low latency, GPU-initiated): one rank's view of the symmetric buffers the strategy writes into;
+ * harness/strategies/ll.c fills it once per case. Each pointer array holds nranks entries in backend memory:
+ * entry q is rank q's copy of the buffer as this process addresses it (a peer's device memory mapped by the
+ * ipc transport, the launcher's segment for shm). Rows from source s to destination d land in d's
+ * recv_*[s * cap + j]; within that block they are ordered by (local expert, token, slot). */
+struct moe_ll_plan {
+	int rank, nranks;
+	int64_t hidden, topk, experts, epr; /* expert e lives on rank e / epr */
+	int64_t cap;                        /* rows one source may send one destination per layer */
+	int scaled;                         /* score_before_experts: the slot's weight travels with its row */
+	moe_bf16 *const *recv_x;            /* [s * cap + j]: rows of H */
+	int32_t *const *recv_e;             /* [s * cap + j]: local expert of the row */
+	float *const *recv_w;               /* [s * cap + j]: weight (scaled only) */
+	int32_t *const *recv_cnt;           /* [s * epr + e]: rows source s sent for local expert e */
+	uint64_t *const *sig_disp;          /* [s]: epoch of the layer whose rows from s have all landed */
+	moe_bf16 *const *ret_y;             /* [d * cap + j]: the output destination d wrote back for my row j to d */
+	uint64_t *const *sig_ret;           /* [d]: epoch of the layer whose outputs from d have all landed */
+	/* this rank's own state, backend memory */
+	uint64_t *d_epoch; /* layers finished; the layer running signals *d_epoch + 1 */
+	int64_t *d_stats;  /* accumulated across layers (zeroed by the strategy): see MOE_LL_STAT_* */
+};
+enum { MOE_LL_STAT_SENT, MOE_LL_STAT_SENT_REMOTE, MOE_LL_STAT_DROPPED, MOE_LL_STAT_EXPERT0 /* + local expert */ };
+
 struct moe_backend_ops {
 	int abi;
 	const char *name;
@@ -98,6 +121,35 @@ struct moe_backend_ops {
 	size_t (*mem_total)(struct moe_dev *dev);
 	/* Optional test aid (--inject-delay): keep the device busy for `us` microseconds, in stream order. */
 	int (*spin)(struct moe_dev *dev, double us);
+	/* --- optional from here on (NULL: not available with this backend) --- */
+	/* Experts with row counts in backend memory (d_counts[j], int32, summing to at most max_rows): what ffn
+	 * does, with no host round trip, so a layer using it can be captured. */
+	int (*ffn_dev)(struct moe_dev *dev, const struct moe_ffn_cfg *cfg, const moe_bf16 *d_x, const int32_t *d_counts,
+		       int64_t max_rows, const float *d_scale, moe_bf16 *d_out);
+	/* ll dispatch, started by the device: each slot (t, k) with expert e = d_idx[t*K + k] >= 0 sends row t
+	 * (and d_w[t*K + k] when scaled) into the owner's recv block for this rank, ordered by (local expert, t, k);
+	 * then the counts, then the signal (*d_epoch + 1), to every rank, rows or not. Rows past cap are dropped and
+	 * counted (MOE_LL_STAT_DROPPED). d_slot[t*K + k] receives owner * cap + j, or -1 (pad or dropped). */
+	int (*ll_dispatch)(struct moe_dev *dev, const struct moe_ll_plan *pl, const moe_bf16 *d_x, int64_t n,
+			   const int32_t *d_idx, const float *d_w, int32_t *d_slot);
+	/* Wait on the device for every source's signal of this layer, then pack the rows expert-major into d_x
+	 * (d_w when scaled): d_counts[e] rows of local expert e, by source then j; d_src[i] = s * cap + j of packed
+	 * row i. d_x holds nranks * cap rows. Counts rows computed per expert into d_stats. */
+	int (*ll_receive)(struct moe_dev *dev, const struct moe_ll_plan *pl, moe_bf16 *d_x, float *d_w, int32_t *d_counts,
+			  int32_t *d_src);
+	/* Write packed expert outputs back into their sources' ret_y blocks, then signal every source. */
+	int (*ll_return)(struct moe_dev *dev, const struct moe_ll_plan *pl, const moe_bf16 *d_y, const int32_t *d_src,
+			 const int32_t *d_counts);
+	/* Wait on the device for every destination's return signal of this layer, then advance *d_epoch. The
+	 * outputs are then in this rank's ret_y, which combine reads through d_slot. */
+	int (*ll_wait_return)(struct moe_dev *dev, const struct moe_ll_plan *pl);
+	/* Graphs: between capture_begin and capture_end the backend records what it is asked instead of running
+	 * it; replay runs the recording (in stream order, without waiting for it). A host round trip asked for
+	 * inside (d2h, bucket's host counts, sync) fails the capture with MOE_ERR_UNSUPPORTED. */
+	int (*capture_begin)(struct moe_dev *dev);
+	int (*capture_end)(struct moe_dev *dev, void **graph);
+	int (*replay)(struct moe_dev *dev, void *graph);
+	void (*graph_free)(struct moe_dev *dev, void *graph);
 };
 
 #define MOE_BACKEND(name) extern const struct moe_backend_ops moe_backend_##name;

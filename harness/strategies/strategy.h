@@ -116,6 +116,13 @@ struct moe_strategy_ops {
 	int (*layer)(struct moe_ctx *ctx, int layer, const moe_bf16 *d_x, int64_t n, const int32_t *d_idx,
 		     const float *d_w, const float *d_base, moe_bf16 *d_y);
 	void (*teardown)(struct moe_ctx *ctx);
+	/* Optional: after every iteration, once the backend is synchronised and outside any capture: read back
+	 * what the layers counted on the device into ctx (bytes, slots, expert rows) and refuse what must be
+	 * refused (ll's rows over capacity). */
+	int (*collect)(struct moe_ctx *ctx);
+	/* NULL when every layer can be captured into a graph (no host round trip inside); else why not, for
+	 * the error that refuses graph = on. */
+	const char *no_graph;
 };
 
 #define MOE_STRATEGY(name) extern const struct moe_strategy_ops moe_strategy_##name;

@@ -232,3 +232,10 @@ int moe_shmc_read_fence(struct moe_comm *c)
 {
 	return c->data->fence(c);
 }
+
+void *moe_shmc_peer_ptr(struct moe_comm *c, int peer, const void *mine)
+{
+	if (!is_sym(c, mine) || peer < 0 || peer >= c->info.nranks || !c->base[peer])
+		return NULL;
+	return (void *)peer_ptr(c, peer, mine);
+}

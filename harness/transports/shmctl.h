@@ -61,6 +61,8 @@ int moe_shmc_reduce_scatterv_f32(struct moe_comm *c, enum moe_group g, const flo
 				 const size_t *displs, float *recvbuf);
 int moe_shmc_read_peer(struct moe_comm *c, int peer, void *dst, const void *mine, size_t bytes);
 int moe_shmc_read_fence(struct moe_comm *c);
+/* base[peer] at the offset of `mine` in this rank's heap. */
+void *moe_shmc_peer_ptr(struct moe_comm *c, int peer, const void *mine);
 
 /* The members of a transport's ops that the control plane implements whole: shm and ipc differ only in
  * init, fini and how data moves (struct moe_shm_data). */
@@ -68,6 +70,6 @@ int moe_shmc_read_fence(struct moe_comm *c);
 	.alloc = moe_shmc_alloc, .barrier = moe_shmc_barrier, .exchange = moe_shmc_exchange,                 \
 	.alltoallv = moe_shmc_alltoallv, .allgatherv = moe_shmc_allgatherv, .bcast = moe_shmc_bcast,        \
 	.reduce_scatterv_f32 = moe_shmc_reduce_scatterv_f32, .read_peer = moe_shmc_read_peer,               \
-	.read_fence = moe_shmc_read_fence
+	.read_fence = moe_shmc_read_fence, .peer_ptr = moe_shmc_peer_ptr
 
 #endif

@@ -54,6 +54,9 @@ struct moe_transport_ops {
 	int (*read_peer)(struct moe_comm *c, int peer, void *dst, const void *mine, size_t bytes);
 	/* Wait until every read_peer issued so far has landed. */
 	int (*read_fence)(struct moe_comm *c);
+	/* Optional (NULL: peers' memory is not mapped here): peer's copy of the symmetric buffer `mine`, as an
+	 * address this rank's backend can read and write (kernels store into it directly). */
+	void *(*peer_ptr)(struct moe_comm *c, int peer, const void *mine);
 };
 
 #define MOE_TRANSPORT(name) extern const struct moe_transport_ops moe_transport_##name;
