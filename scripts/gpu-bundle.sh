@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .carry
-mkdir -p .carry/lib .carry/bin
+mkdir -p .carry/lib .carry/bin .carry/scripts
 B=${BUILD:-build} # the build folder to bundle
 cp "$B/moebench" .carry/bin/
+# calibrate's PyTorch anchors: found at bin/../scripts/ beside the bundled binary
+cp scripts/torch_anchor.py .carry/scripts/
 [ -x "$B/tests/test_cuda_kernels" ] && cp "$B/tests/test_cuda_kernels" .carry/bin/
 for b in .carry/bin/*; do
   ldd "$b" | awk '/=> \//{print $3}'

@@ -66,46 +66,120 @@ int moe_cli_topo(int argc, char **argv)
 	return 0;
 }
 
-/* calibrate: the host's copy bandwidth, or with --backend cuda the GPU's copy and GEMM rooflines */
-int moe_cli_calibrate(int argc, char **argv)
-{
-	struct moe_run_opts o;
-	int bad = moe_cli_parse_opts(argc, argv, &o, MOE_CMD_CALIBRATE), cuda = 0, host = 0;
-	for (int i = 0; i < o.nsets; i++) {
-		cuda |= !strcmp(o.sets[i], "backend=cuda");
-		host |= !strcmp(o.sets[i], "backend=host");
-	}
-	int nsets = o.nsets;
-	moe_cli_free_opts(&o);
-	if (bad)
-		return bad > 0 ? MOE_EXIT_OK : MOE_EXIT_USAGE;
-	if (nsets > cuda + host || optind < argc) {
-		fprintf(stderr, "moebench: calibrate: expected --backend host or cuda and no arguments (moebench calibrate --help)\n");
-		return MOE_EXIT_USAGE;
-	}
-	if (cuda) {
 #ifdef MOE_HAVE_CUDA_BACKEND
-		double copy = 0, gemm = 0;
-		int rc = moe_cuda_calibrate(0, stdout, &copy, &gemm);
-		if (rc == MOE_ERR_UNSUPPORTED)
-			fprintf(stderr, "moebench: calibrate: no usable GPU\n");
-		if (rc != MOE_OK)
-			return rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_FAIL;
-		/* run reads this to put every case's phases against the rooflines */
-		char path[4096], text[256];
-		snprintf(path, sizeof(path), "%s/calibration.json", o.out_dir);
-		int n = snprintf(text, sizeof(text), "{\"copy_GBps\": %.3f, \"gemm_TFLOPs\": %.3f}\n", copy, gemm);
-		if (moe_cli_mkdir_p(o.out_dir) || moe_write_atomic(path, text, (size_t)n)) {
-			fprintf(stderr, "moebench: calibrate: cannot write %s: %s\n", path, strerror(errno));
+/* calibrate.cu prints its figures as it goes; a tee keeps a copy to turn into calibration.json */
+struct tee {
+	FILE *a, *b;
+};
+
+static ssize_t tee_write(void *c, const char *buf, size_t n)
+{
+	struct tee *t = (struct tee *)c;
+	fwrite(buf, 1, n, t->a);
+	fflush(t->a);
+	fwrite(buf, 1, n, t->b);
+	return (ssize_t)n;
+}
+
+/* The CUDA figures: every KEY<TAB>NUMBER line calibrate.cu prints, the rooflines at full precision */
+static int calibrate_cuda(json_t **cal)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	struct tee t = {stdout, mem};
+	FILE *tee = fopencookie(&t, "w", (cookie_io_functions_t){.write = tee_write});
+	double copy = 0, gemm = 0;
+	int rc = moe_cuda_calibrate(0, tee, &copy, &gemm);
+	fclose(tee);
+	fclose(mem);
+	if (rc == MOE_ERR_UNSUPPORTED)
+		fprintf(stderr, "moebench: calibrate: no usable GPU\n");
+	if (rc == MOE_OK) {
+		*cal = moe_calib_parse_text(text);
+		json_object_set_new(*cal, "copy_GBps", json_real(copy));
+		json_object_set_new(*cal, "gemm_TFLOPs", json_real(gemm));
+	}
+	free(text);
+	return rc == MOE_OK ? 0 : rc == MOE_ERR_UNSUPPORTED ? MOE_EXIT_SKIP : MOE_EXIT_FAIL;
+}
+#endif
+
+static int save_calibration(const char *dir, const char *path, json_t *cal)
+{
+	char *text = json_dumps(cal, JSON_INDENT(1) | JSON_REAL_PRECISION(8));
+	int bad = !text || moe_cli_mkdir_p(dir) || moe_write_atomic(path, text, strlen(text));
+	if (bad)
+		fprintf(stderr, "moebench: calibrate: cannot write %s: %s\n", path, strerror(errno));
+	free(text);
+	return bad;
+}
+
+/* calibrate --backend cuda and --torch-only: the figures (or those saved before), then the PyTorch anchors */
+static int calibrate_gpu(const char *dir, int torch)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/calibration.json", dir);
+	json_t *cal = NULL;
+	if (torch == 2) {
+		cal = json_load_file(path, 0, NULL);
+		if (!json_is_object(cal)) {
+			json_decref(cal);
+			cal = json_object();
+		}
+	} else {
+#ifdef MOE_HAVE_CUDA_BACKEND
+		int rc = calibrate_cuda(&cal);
+		if (rc)
+			return rc;
+		/* saved before the anchors too: they may be interrupted, run needs only these */
+		if (save_calibration(dir, path, cal)) {
+			json_decref(cal);
 			return MOE_EXIT_FAIL;
 		}
-		printf("# saved to %s: moebench run reads it from the same --out folder\n", path);
-		return 0;
 #else
 		fprintf(stderr, "moebench: calibrate: the CUDA backend is not built in\n");
 		return MOE_EXIT_SKIP;
 #endif
 	}
+	if (torch) {
+		fflush(stdout);
+		moe_torch_anchors(cal, stdout);
+	}
+	int bad = save_calibration(dir, path, cal);
+	json_decref(cal);
+	if (bad)
+		return MOE_EXIT_FAIL;
+	printf("# saved to %s: moebench run reads it from the same --out folder\n", path);
+	return 0;
+}
+
+/* calibrate: the host's copy bandwidth, or with --backend cuda the GPU's rooflines and kernels (and the PyTorch
+ * anchors beside them) */
+int moe_cli_calibrate(int argc, char **argv)
+{
+	struct moe_run_opts o;
+	int bad = moe_cli_parse_opts(argc, argv, &o, MOE_CMD_CALIBRATE), cuda = 0, host = 0, torch = 1, tsets = 0;
+	for (int i = 0; i < o.nsets; i++) {
+		cuda |= !strcmp(o.sets[i], "backend=cuda");
+		host |= !strcmp(o.sets[i], "backend=host");
+		if (!strncmp(o.sets[i], "torch=", 6)) {
+			torch = !strcmp(o.sets[i], "torch=only") ? 2 : 0;
+			tsets++;
+		}
+	}
+	int nsets = o.nsets;
+	const char *dir = o.out_dir;
+	moe_cli_free_opts(&o);
+	if (bad)
+		return bad > 0 ? MOE_EXIT_OK : MOE_EXIT_USAGE;
+	if (nsets > cuda + host + tsets || tsets > 1 || optind < argc) {
+		fprintf(stderr, "moebench: calibrate: expected --backend host or cuda, at most one of --no-torch and "
+				"--torch-only, and no arguments (moebench calibrate --help)\n");
+		return MOE_EXIT_USAGE;
+	}
+	if (cuda || torch == 2)
+		return calibrate_gpu(dir, torch);
 	struct moe_calibration c;
 	size_t bytes = (size_t)256 << 20;
 	if (moe_calibrate_host(bytes, 20, &c)) {

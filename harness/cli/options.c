@@ -115,6 +115,10 @@ void moe_cli_usage_env(FILE *f)
 		"  OPENBLAS_CORETYPE      OpenBLAS's kernels; unset, ranks whose OpenBLAS fell back to a generic core get\n"
 		"                         SkylakeX (AVX-512) or Haswell (AVX2)\n"
 		"  MOEBENCH_ORACLE_TIMES  set: each rank prints where its oracle's time went (inputs, routing, outputs)\n"
+		"  MOEBENCH_PYTHON        the Python calibrate runs its PyTorch anchors with (default python3 on PATH)\n"
+		"  MOEBENCH_TORCH_TIMEOUT seconds the PyTorch anchors may take before calibrate kills them (default 900)\n"
+		"  MOEBENCH_TORCH_ANCHOR  the anchor script (default scripts/torch_anchor.py beside the binary or in the\n"
+		"                         source tree it was built from)\n"
 		"read to tell an external launch (docs/MULTINODE.md), innermost launcher first:\n"
 		"  OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_RANK, OMPI_COMM_WORLD_LOCAL_SIZE\n"
 		"                         Open MPI's mpirun\n"
@@ -158,12 +162,17 @@ void moe_cli_usage_of(FILE *f, enum moe_cli_cmd cmd)
 			   "  -v, --verbose       more messages on stderr\n  -h, --help          this text\n");
 		break;
 	case MOE_CMD_CALIBRATE:
-		fprintf(f, "usage: moebench calibrate [--backend host|cuda] [--out DIR] [-v]\n"
-			   "The host's memcpy bandwidth; with --backend cuda the GPU's copy bandwidth and bf16 GEMM rate,\n"
-			   "saved to DIR/calibration.json (default results/), which run reads from the same --out folder.\n"
+		fprintf(f, "usage: moebench calibrate [--backend host|cuda] [--out DIR] [--no-torch | --torch-only] [-v]\n"
+			   "The host's memcpy bandwidth; with --backend cuda the GPU's copy bandwidth, bf16 GEMM rate and\n"
+			   "kernels, saved to DIR/calibration.json (default results/), which run reads from the same --out\n"
+			   "folder. Then, where python3 (MOEBENCH_PYTHON) imports torch with CUDA, scripts/torch_anchor.py\n"
+			   "times the same figures with PyTorch: torch_KEY lines give moebench / torch, and the JSON gets\n"
+			   "\"torch\": {KEY: figure} beside calibrate's own keys. Without torch calibrate says why and goes on.\n"
 			   "options:\n"
 			   "  --backend B         host (default) or cuda\n"
 			   "  --out DIR           where calibration.json goes (cuda only)\n"
+			   "  --no-torch          no PyTorch anchors\n"
+			   "  --torch-only        only the PyTorch anchors, merged into DIR/calibration.json as it is\n"
 			   "  -v, --verbose       more messages on stderr\n  -h, --help          this text\n"
 			   "exit: 0, 1 a failure, 2 usage, 77 no usable GPU or the CUDA backend not built in\n");
 		break;
@@ -173,6 +182,7 @@ void moe_cli_usage_of(FILE *f, enum moe_cli_cmd cmd)
 enum {
 	OPT_SET = 256, OPT_ONLY, OPT_BACKEND, OPT_TRANSPORT, OPT_ITERS, OPT_WARMUP, OPT_TIMEOUT, OPT_CHECK, OPT_OUT,
 	OPT_BIND, OPT_FORMAT, OPT_INJECT, OPT_CORRUPT, OPT_TOPO_XML, OPT_HELP, OPT_RANKS, OPT_DUMP, OPT_DELAY,
+	OPT_NO_TORCH, OPT_TORCH_ONLY,
 };
 
 static const struct option long_opts[] = {
@@ -193,6 +203,8 @@ static const struct option long_opts[] = {
 	{"ranks", required_argument, NULL, OPT_RANKS},
 	{"dump", required_argument, NULL, OPT_DUMP},
 	{"inject-delay", required_argument, NULL, OPT_DELAY},
+	{"no-torch", no_argument, NULL, OPT_NO_TORCH},
+	{"torch-only", no_argument, NULL, OPT_TORCH_ONLY},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -213,6 +225,7 @@ static unsigned accepted_by(int opt)
 	case OPT_OUT: return R | C;
 	case OPT_BIND: case OPT_TOPO_XML: return R | T;
 	case OPT_RANKS: return T;
+	case OPT_NO_TORCH: case OPT_TORCH_ONLY: return C;
 	case OPT_FORMAT: case OPT_INJECT: case OPT_CORRUPT: case OPT_DUMP: case OPT_DELAY: case 'q': return R;
 	default: return R | L | T | C; /* -v, -h */
 	}
@@ -325,6 +338,8 @@ int moe_cli_parse_opts(int argc, char **argv, struct moe_run_opts *o, enum moe_c
 		case OPT_TIMEOUT: add_set(o, "timeout", optarg); break;
 		case OPT_CHECK: add_set(o, "check", optarg); break;
 		case OPT_OUT: o->out_dir = optarg; break;
+		case OPT_NO_TORCH: add_set(o, "torch", "off"); break;
+		case OPT_TORCH_ONLY: add_set(o, "torch", "only"); break;
 		case OPT_BIND:
 			if (moe_bind_parse(optarg, &o->bind)) {
 				fprintf(stderr, "moebench: --bind %s: expected auto, none, core, numa or gpu\n", optarg);

@@ -1,5 +1,6 @@
 /* CUDA backend, calibrate: the rooflines (copy bandwidth, dense bf16 GEMM), and the backend's own kernels
  * measured against them. */
+#include "calib_shapes.h"
 #include "cuda_internal.h"
 #include "rng.h"
 
@@ -158,19 +159,15 @@ static void calib_router(struct moe_dev *d, struct timer *t, struct bench *x, FI
 	x->rc = NULL; /* rc lives on this stack frame */
 }
 
-struct shape {
-	const char *name;
-	int64_t ne, rows, h, f;
-};
-
-/* One shape's experts: W1 | W3 | W2 in one allocation per expert, random; every expert gets sh->rows rows. */
+/* One shape's experts: W1 | W3 | W2 in one allocation per expert, random; expert j gets counts[j] rows
+ * (moe_calib_counts: sh->rows each, or spread unequally around it). */
 struct expert_set {
 	moe_bf16 **w1, **w3, **w2;
 	int64_t *counts;
 	void *xin, *xo;
 };
 
-static int experts_alloc(struct moe_dev *d, const struct shape *sh, struct expert_set *s)
+static int experts_alloc(struct moe_dev *d, const struct moe_calib_shape *sh, struct expert_set *s)
 {
 	int64_t R = sh->ne * sh->rows;
 	s->w1 = (moe_bf16 **)malloc(sh->ne * sizeof(void *));
@@ -182,15 +179,15 @@ static int experts_alloc(struct moe_dev *d, const struct shape *sh, struct exper
 		s->w3[j] = s->w1[j] + sh->f * sh->h;
 		s->w2[j] = s->w3[j] + sh->f * sh->h;
 		fill(d, s->w1[j], 3 * sh->f * sh->h, 10 + (uint32_t)j, 0.02);
-		s->counts[j] = sh->rows;
 	}
+	moe_calib_counts(sh, s->counts);
 	CU(cudaMalloc(&s->xin, (size_t)(R * sh->h) * 2));
 	CU(cudaMalloc(&s->xo, (size_t)(R * sh->h) * 2));
 	fill(d, s->xin, R * sh->h, 9, 1.0);
 	return MOE_OK;
 }
 
-static void experts_free(const struct shape *sh, struct expert_set *s)
+static void experts_free(const struct moe_calib_shape *sh, struct expert_set *s)
 {
 	for (int64_t j = 0; j < sh->ne; j++)
 		cudaFree(s->w1[j]);
@@ -204,7 +201,7 @@ static void experts_free(const struct shape *sh, struct expert_set *s)
 
 /* Grouped experts of one shape, in each GEMM mode, against one dense GEMM of the same FLOPs and against
  * gemm_TFLOPs (dense). */
-static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench *x, const struct shape *sh,
+static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench *x, const struct moe_calib_shape *sh,
 			 double dense, FILE *out)
 {
 	struct expert_set s;
@@ -236,9 +233,10 @@ static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench 
 		setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
 		ms = time_ms(d->stream, t, 10, b_ffn, &y);
 		double tf = flops / (ms * 1e-3) / 1e12;
-		fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows, H %lld, F %lld: gate|up + act + down (%.2f ms; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",
+		fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows%s, H %lld, F %lld: gate|up + act + down (%.2f ms; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",
 			sh->name, modes[mi], tf, 100 * tf / dense, 100 * tf / same, (long long)sh->ne,
-			(long long)sh->rows, (long long)sh->h, (long long)sh->f, ms);
+			(long long)sh->rows, sh->unequal ? " on average (unequal)" : "", (long long)sh->h,
+			(long long)sh->f, ms);
 	}
 	unsetenv("MOEBENCH_EXPERT_GEMM");
 	experts_free(sh, &s);
@@ -267,13 +265,9 @@ extern "C" int moe_cuda_calibrate(int gpu, FILE *out, double *copy_out, double *
 	if (rc != MOE_OK)
 		return rc;
 	calib_router(d, &t, &x, out);
-	/* grouped experts vs one dense GEMM of the same FLOPs (ep = 8 shapes, balanced routing: 8192 tokens per rank,
-	 * then 1024, where every expert has fewer rows than the per-expert loop needs) */
-	const struct shape shapes[] = {{"qwen3-30b-a3b", 16, 4096, 2048, 768}, {"deepseek-v3", 32, 2048, 7168, 2048},
-				       {"qwen3-30b-a3b-512rows", 16, 512, 2048, 768},
-				       {"deepseek-v3-256rows", 32, 256, 7168, 2048}};
-	for (int si = 0; si < 4; si++)
-		if ((rc = calib_experts(d, &t, &x, &shapes[si], dense, out)) != MOE_OK)
+	/* grouped experts vs one dense GEMM of the same FLOPs, on the shapes the PyTorch anchors time too */
+	for (int si = 0; si < MOE_CALIB_NSHAPES; si++)
+		if ((rc = calib_experts(d, &t, &x, &moe_calib_shapes[si], dense, out)) != MOE_OK)
 			return rc;
 	fprintf(out, "# percentages: of copy_GBps for memory-bound kernels, of gemm_TFLOPs for the experts\n");
 	*copy_out = copy;
