@@ -158,7 +158,8 @@ def make_layer(torch, m):
             gs = sel.view(T, groups, E // groups).topk(2, dim=-1).values.sum(dim=-1)
             keep = torch.zeros(T, groups, dtype=torch.bool, device=dev)
             keep.scatter_(1, gs.topk(kgroups, dim=-1).indices, True)
-            sel = sel.masked_fill(~keep.repeat_interleave(E // groups, dim=1), float("-inf"))
+            keep = keep.unsqueeze(-1).expand(T, groups, E // groups).reshape(T, E)
+            sel = sel.masked_fill(~keep, float("-inf"))
         idx = sel.topk(K, dim=-1).indices
         w = scores.gather(1, idx)
         if norm:

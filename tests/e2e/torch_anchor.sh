@@ -19,7 +19,7 @@ fake() { # fake NAME BODY: an executable standing in for python3, $OUT/py/NAME
   chmod +x "$OUT/py/$1"
 }
 
-check "the script compiles" python3 -m py_compile "$SRC/scripts/torch_anchor.py"
+check "the script compiles" env PYTHONPYCACHEPREFIX="$OUT/pycache" python3 -m py_compile "$SRC/scripts/torch_anchor.py"
 
 # a Python that answers: merged under "torch" with calibrate's key names, ratios printed
 fake good "cat >\"$OUT/spec.json\"; echo \"\$1\" >\"$OUT/argv.txt\"
