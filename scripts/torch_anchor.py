@@ -179,13 +179,45 @@ def make_layer(torch, m):
         acc.index_add_(0, tok, ys.float() * w.view(-1)[order].unsqueeze(1))
         return acc.to(bf)
 
-    return layer
+    parts = {"x": x, "route": route, "w13": w13, "w2": w2, "ws13": ws13, "ws2": ws2, "fs": fs, "ffn": Fd}
+    return layer, parts
 
 
-def layer_figures(torch, tm, m, fig, errs, reps):
+def layer_selfcheck(torch, m):
+    """The layer at a small size against a per-expert loop in fp32 (same routing), and the group limit held:
+    the relative error, raised on when the layer is wrong so that its timings are not taken for a layer's."""
+    F = torch.nn.functional
+    small = dict(m, tokens=64, hidden=256, ffn=128, experts=32)
+    layer, p = make_layer(torch, small)
+    y = layer().float()
+    idx, w = p["route"]()
+    groups, kgroups = int(m.get("groups", 1)), int(m.get("topk_groups", 1))
+    if groups > 1:
+        used = max(len(set(r)) for r in (idx // (32 // groups)).tolist())
+        if used > kgroups:
+            raise RuntimeError("a token's experts span %d groups, more than %d" % (used, kgroups))
+    x, fd, fs = p["x"].float(), p["ffn"], p["fs"]
+    ref = torch.zeros_like(y)
+    for e in range(32):
+        tok, slot = (idx == e).nonzero(as_tuple=True)
+        if len(tok):
+            h = x[tok] @ p["w13"][e].float().t()
+            out = (F.silu(h[:, :fd]) * h[:, fd:]) @ p["w2"][e].float().t()
+            ref.index_add_(0, tok, out * w[tok, slot].unsqueeze(1))
+    if fs:
+        hs = x @ p["ws13"].float().t()
+        ref += (F.silu(hs[:, :fs]) * hs[:, fs:]) @ p["ws2"].float().t()
+    err = ((y - ref).abs().max() / ref.abs().max()).item()
+    if not err < 5e-2:
+        raise RuntimeError("the layer disagrees with a per-expert loop: relative error %.3g" % err)
+    return err
+
+
+def layer_figures(torch, tm, m, fig, errs, checks, reps):
     """layer_<model>_eager_ms, then the same layer captured once and replayed: layer_<model>_graph_ms."""
-    layer = make_layer(torch, m)
     key = "layer_%s" % m["name"]
+    checks[key] = layer_selfcheck(torch, m)
+    layer = make_layer(torch, m)[0]
     fig[key + "_eager_ms"] = tm.ms(layer, reps)
     try:
         side = torch.cuda.Stream()
@@ -203,7 +235,7 @@ def layer_figures(torch, tm, m, fig, errs, reps):
 
 
 def run_all(torch, spec):
-    fig, errs = {}, {}
+    fig, errs, checks = {}, {}, {}
     tm = Timer(torch, spec)
     steps = [("rooflines", lambda: rooflines(torch, tm, spec, fig))]
     for sh in spec.get("experts", []):
@@ -211,7 +243,7 @@ def run_all(torch, spec):
                       lambda sh=sh: experts(torch, tm, sh, fig, int(spec.get("experts_reps", 10)))))
     for m in spec.get("layers", []):
         steps.append(("layer_%s" % m["name"],
-                      lambda m=m: layer_figures(torch, tm, m, fig, errs, int(spec.get("layer_reps", 10)))))
+                      lambda m=m: layer_figures(torch, tm, m, fig, errs, checks, int(spec.get("layer_reps", 10)))))
     for name, step in steps:
         try:
             step()
@@ -219,7 +251,7 @@ def run_all(torch, spec):
             errs[name] = "%s: %s" % (type(e).__name__, e)
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
-    return fig, errs
+    return fig, errs, checks
 
 
 def main(argv):
@@ -236,13 +268,14 @@ def main(argv):
         print("torch %s has no torch._grouped_mm" % torch.__version__, file=sys.stderr)
         return 77
     torch.manual_seed(7)
-    fig, errs = run_all(torch, spec)
+    fig, errs, checks = run_all(torch, spec)
     env = {
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name(),
         "timing": "median of %d trials of the mean of back-to-back calls after %d warm-ups, CUDA events, L2 not flushed"
         % (int(spec.get("trials", 5)), int(spec.get("warmup", 2))),
+        "layer_check_rel_err": checks,
     }
     json.dump({"figures": fig, "env": env, "errors": errs}, sys.stdout)
     sys.stdout.write("\n")
