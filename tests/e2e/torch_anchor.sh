@@ -105,4 +105,27 @@ if ! python3 -c "import torch" 2>/dev/null; then
   check "and says torch is not importable" grep -q "torch not importable" "$OUT/real.err"
   check "and prints nothing on stdout" test ! -s "$OUT/real.out"
 fi
+# the script with a torch whose every operation fails: each step's failure is named, the JSON still comes
+mkdir -p "$OUT/faketorch/torch"
+cat >"$OUT/faketorch/torch/__init__.py" <<'PY'
+__version__ = "0.0-fake"
+class _Cuda:
+    def is_available(self): return True
+    def get_device_name(self): return "FakeGPU"
+    def synchronize(self): pass
+    def empty_cache(self): pass
+cuda = _Cuda()
+class version:
+    cuda = "0"
+def manual_seed(seed): pass
+def _grouped_mm(*args, **kwargs): raise RuntimeError("fake grouped_mm")
+def __getattr__(name): raise RuntimeError("fake torch has no " + name)
+PY
+PYTHONPATH="$OUT/faketorch" python3 "$SRC/scripts/torch_anchor.py" --spec "$OUT/spec.json" >"$OUT/ft.json" 2>"$OUT/ft.err"
+rc=$?
+check "a failing torch still exits 0 (got $rc)" test $rc -eq 0
+check "with every step's failure named (rooflines, 10 shapes, 2 layers)" \
+  test "$(jget "$OUT/ft.json" "(len(d['errors']), d['figures'], d['env']['device'])")" = "(13, {}, 'FakeGPU')"
+check "each says why" \
+  test "$(jget "$OUT/ft.json" "d['errors']['experts_qwen3-30b-a3b-unequal']")" = "RuntimeError: fake torch has no tensor"
 finish
