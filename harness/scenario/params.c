@@ -460,13 +460,13 @@ static int graph_validate(const struct moe_params *p, char *key_out, size_t keyl
 {
 	if (!p->graph)
 		return 0;
-	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
-	if (st && st->no_graph)
-		FAIL("graph", "graph = on: %s cannot be captured: %s", st->name, st->no_graph);
 	if (p->partition != MOE_PART_REPLICATE)
 		FAIL("graph", "graph = on: partition = %s cannot be captured: its TP merge exchanges the TP ranks' rows "
 		     "through transport calls that synchronise with the host; use partition = replicate",
 		     moe_partition_name(p->partition));
+	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
+	if (st && st->no_graph)
+		FAIL("graph", "graph = on: %s cannot be captured: %s", st->name, st->no_graph);
 	return 0;
 }
 
