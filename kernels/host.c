@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host_internal.h"
 #include "kernels.h"
 
 #define MOE_HOST_BLOCK 32
@@ -12,7 +13,13 @@
 struct moe_dev {
 	char *flush_buf;
 	size_t flush_bytes;
+	void *capture; /* the recording in progress (host_graph.c), or NULL: ops run at once */
 };
+
+void **moe_host_capture_slot(struct moe_dev *dev)
+{
+	return &dev->capture;
+}
 
 static int host_init(struct moe_dev **dev, int gpu)
 {
@@ -397,7 +404,8 @@ static size_t host_mem_total(struct moe_dev *dev)
 	return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
 }
 
-const struct moe_backend_ops moe_backend_host = {
+/* The ops as they run; moe_backend_host (host_graph.c) wraps every one to record it while capturing. */
+const struct moe_backend_ops moe_host_raw = {
 	.abi = MOE_BACKEND_ABI,
 	.name = "host",
 	.init = host_init,

@@ -1,6 +1,6 @@
 /* Cross-case invariants: leader == replicate, mask == buffer, padding == unpadded (tp = 1 or T % tp = 0),
  * dwdp == the all-local layer (a2a's slot-order sums), repeated runs identical, token counts conserved,
- * pad rows inert. Each compares the output digests the ranks reported. */
+ * pad rows inert, graph = on == graph = off. Each compares the output digests the ranks reported. */
 #include "invariants.h"
 
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 /* Keys that do not change what is computed. */
-static const char *const neutral[] = {"iters", "warmup", "timeout", "check", "transport", "backend", "l2_flush",
+static const char *const neutral[] = {"iters", "warmup", "timeout", "check", "transport", "backend", "l2_flush", "graph",
 				      "tolerance", "model", NULL};
 
 static int in(const char *k, const char *const *set)
@@ -118,6 +118,11 @@ json_t *moe_invariants_check(json_t *cases, int *failed)
 				continue;
 			const char *pa = param(a, "partition"), *pb = param(b, "partition");
 			const char *sa = param(a, "strategy"), *sb = param(b, "strategy");
+			if (!strcmp(param(a, "graph"), "true") && !strcmp(param(b, "graph"), "false") &&
+			    same_but(a, b, NULL))
+				add(out, "graph_equals_eager", a, b, digests_equal(a, b),
+				    digests_equal(a, b) ? "the replayed graph's outputs are bit-identical" : "outputs differ",
+				    failed);
 			if (!strcmp(pa, "leader") && !strcmp(pb, "replicate") &&
 			    same_but(a, b, (const char *const[]){"partition", "pad", NULL}))
 				add(out, "leader_equals_replicate", a, b, digests_equal(a, b),

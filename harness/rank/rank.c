@@ -3,6 +3,7 @@
 #include "rank.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,18 @@ static int route(struct rank_run *r, int layer, const moe_bf16 *d_x, int32_t *d_
 		};
 		return ctx->be->route(ctx->dev, &rc, d_x, n, ctx->lw[layer].wg, d_idx, d_w);
 	}
+	if (r->g_idx) { /* graph = on: drawn once before the capture (graph.c), copied on the device */
+		MOE_CHECK(ctx->be->d2d(ctx->dev, d_idx, r->g_idx[layer], (size_t)(n * K) * sizeof(int32_t)));
+		return ctx->be->d2d(ctx->dev, d_w, r->g_w[layer], (size_t)(n * K) * sizeof(float));
+	}
+	return moe_rank_route_host(r, layer, d_idx, d_w);
+}
+
+int moe_rank_route_host(struct rank_run *r, int layer, int32_t *d_idx, float *d_w)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	int64_t K = p->topk, n = r->n;
 	/* synthetic routing is drawn on the host (it is a workload, not a kernel) and uploaded */
 	int32_t *hi = calloc((size_t)(n * K + 1), sizeof(int32_t));
 	float *hw = calloc((size_t)(n * K + 1), sizeof(float));
@@ -53,27 +66,43 @@ static int route(struct rank_run *r, int layer, const moe_bf16 *d_x, int32_t *d_
 	return rc;
 }
 
-static int run_iteration(struct rank_run *r)
+void moe_rank_iter_reset(struct moe_ctx *ctx)
 {
-	struct moe_ctx *ctx = &r->ctx;
-	const struct moe_params *p = &r->p;
-	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
-	int64_t H = p->hidden, n = r->n;
 	memset(ctx->phase_us, 0, sizeof(ctx->phase_us));
 	memset(&ctx->bytes, 0, sizeof(ctx->bytes));
 	ctx->xfer_us = 0;
 	ctx->fetch_us = 0;
 	ctx->slots_sent = ctx->slots_computed = 0;
 	ctx->rows_dispatched = ctx->pad_dispatched = 0;
-	memset(ctx->expert_rows, 0, (size_t)p->experts * sizeof(int64_t));
-	MOE_CHECK(ctx->xp->barrier(ctx->comm, MOE_GROUP_WORLD));
-	if (p->l2_flush)
-		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
-	double t0 = moe_now_us();
-	int marks = ctx->be->mark != NULL;
-	ctx->nmarks = marks ? 0 : -1;
-	if (marks) /* mark 0: the iteration starts */
-		MOE_CHECK(moe_phase(ctx, -1));
+	memset(ctx->expert_rows, 0, (size_t)ctx->p->experts * sizeof(int64_t));
+}
+
+/* Shared experts: local work on the rank's own rows, counted with the experts. In graph mode the row count
+ * is read on the device (ffn_dev), so that a backend which must upload host counts is not asked to. */
+static int shared_experts(struct rank_run *r, int l)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	const moe_bf16 *s1 = ctx->lw[l].sw1, *s3 = ctx->lw[l].sw3, *s2 = ctx->lw[l].sw2;
+	int64_t cnt = r->n;
+	struct moe_ffn_cfg fc = {
+		.kind = (enum moe_ffn_kind)p->expert, .hidden = p->hidden, .ffn = p->ffn * p->shared_experts,
+		.nexperts = 1, .first_expert = p->experts, .d_w1 = &s1, .d_w3 = &s3, .d_w2 = &s2,
+	};
+	MOE_CHECK(moe_phase(ctx, MOE_PH_expert));
+	if (r->shared_cnt && ctx->be->ffn_dev)
+		MOE_CHECK(ctx->be->ffn_dev(ctx->dev, &fc, r->xs[l], r->shared_cnt, r->n, NULL, r->shared_y));
+	else
+		MOE_CHECK(ctx->be->ffn(ctx->dev, &fc, r->xs[l], &cnt, NULL, r->shared_y));
+	return ctx->be->widen(ctx->dev, r->shared_y, r->n * p->hidden, r->base);
+}
+
+int moe_rank_layers(struct rank_run *r)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
+	int64_t H = p->hidden, n = r->n;
 	for (int l = 0; l < p->layers; l++) {
 		MOE_CHECK(moe_phase(ctx, MOE_PH_route));
 		if (r->xs[l] != r->X[l])
@@ -82,16 +111,7 @@ static int run_iteration(struct rank_run *r)
 		MOE_CHECK(moe_pad_routing(ctx, &r->sl, r->idx[l], r->w[l]));
 		const float *base = NULL;
 		if (p->shared_experts && n) {
-			/* shared experts are local work on the rank's own rows, counted with the experts */
-			MOE_CHECK(moe_phase(ctx, MOE_PH_expert));
-			const moe_bf16 *s1 = ctx->lw[l].sw1, *s3 = ctx->lw[l].sw3, *s2 = ctx->lw[l].sw2;
-			int64_t cnt = n;
-			struct moe_ffn_cfg fc = {
-				.kind = (enum moe_ffn_kind)p->expert, .hidden = H, .ffn = p->ffn * p->shared_experts,
-				.nexperts = 1, .first_expert = p->experts, .d_w1 = &s1, .d_w3 = &s3, .d_w2 = &s2,
-			};
-			MOE_CHECK(ctx->be->ffn(ctx->dev, &fc, r->xs[l], &cnt, NULL, r->shared_y));
-			MOE_CHECK(ctx->be->widen(ctx->dev, r->shared_y, n * H, r->base));
+			MOE_CHECK(shared_experts(r, l));
 			base = r->base;
 		}
 		ctx->rows_dispatched += n;
@@ -105,6 +125,32 @@ static int run_iteration(struct rank_run *r)
 		if (l + 1 < p->layers) /* residual on the group's full rows: x_{l+1} = x_l + y_l */
 			MOE_CHECK(ctx->be->add(ctx->dev, r->X[l], r->Y[l], r->T * H, r->X[l + 1]));
 	}
+	return MOE_OK;
+}
+
+/* One timed iteration: the ranks meet, then every layer runs (or the captured graph replays), then the
+ * device is synchronised and the strategy collects what the device counted. */
+int moe_rank_iteration(struct rank_run *r)
+{
+	struct moe_ctx *ctx = &r->ctx;
+	const struct moe_params *p = &r->p;
+	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
+	if (r->graph) /* what the host counted while capturing is what every replay does */
+		moe_rank_acct_restore(r);
+	else
+		moe_rank_iter_reset(ctx);
+	MOE_CHECK(ctx->xp->barrier(ctx->comm, MOE_GROUP_WORLD));
+	if (p->l2_flush)
+		MOE_CHECK(ctx->be->flush_cache(ctx->dev));
+	double t0 = moe_now_us();
+	int marks = ctx->be->mark != NULL;
+	ctx->nmarks = marks ? 0 : -1;
+	if (marks) /* mark 0: the iteration starts */
+		MOE_CHECK(moe_phase(ctx, -1));
+	if (r->graph)
+		MOE_CHECK(ctx->be->replay(ctx->dev, r->graph));
+	else
+		MOE_CHECK(moe_rank_layers(r));
 	if (marks)
 		MOE_CHECK(moe_phase(ctx, -1));
 	MOE_CHECK(ctx->be->sync(ctx->dev));
@@ -117,6 +163,8 @@ static int run_iteration(struct rank_run *r)
 		ctx->phase_us[MOE_PH_done] = ctx->be->elapsed_us(ctx->dev, 0, ctx->nmarks - 1);
 		ctx->nmarks = -1;
 	}
+	if (st->collect) /* outside any capture, the device synchronised */
+		MOE_CHECK(st->collect(ctx));
 	return MOE_OK;
 }
 
@@ -126,6 +174,7 @@ static void rank_free(struct rank_run *r)
 {
 	struct moe_ctx *ctx = &r->ctx;
 	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(r->p.strategy));
+	moe_rank_graph_free(r);
 	if (st)
 		st->teardown(ctx);
 	if (ctx->be) {
@@ -169,6 +218,7 @@ int moe_rank_main(void)
 	struct moe_ctx *ctx = &r->ctx;
 	ctx->rank = atoi(e_rank);
 	ctx->nranks = atoi(e_n);
+	r->period_us = NAN;
 	ctx->cur_phase = -1;
 	r->boot_fd = atoi(e_boot);
 	moe_log_rank = ctx->rank;
@@ -272,9 +322,12 @@ static int timed_iterations(struct rank_run *r, struct moe_bytes *bytes)
 {
 	struct moe_ctx *ctx = &r->ctx;
 	int rc, iters = (int)r->p.iters, warm = (int)r->p.warmup;
+	if (r->p.graph && (rc = moe_rank_graph_open(r)) != MOE_EXIT_OK)
+		return rc;
 	moe_counters_start(&r->ctr);
+	/* a replayed graph has no phase boundaries: only the total is timed */
 	for (int ph = 0; ph < MOE_PH_COUNT; ph++)
-		if (ph == MOE_PH_route || ph == MOE_PH_dispatch || ph == MOE_PH_expert || ph == MOE_PH_combine ||
+		if (r->p.graph ? ph == MOE_PH_done : ph == MOE_PH_route || ph == MOE_PH_dispatch || ph == MOE_PH_expert || ph == MOE_PH_combine ||
 		    ph == MOE_PH_tp_merge || ph == MOE_PH_fetch_wait || ph == MOE_PH_done)
 			r->samples[ph] = calloc((size_t)iters, sizeof(double));
 	r->xfer = calloc((size_t)iters, sizeof(double));
@@ -283,7 +336,7 @@ static int timed_iterations(struct rank_run *r, struct moe_bytes *bytes)
 		if (it == warm)
 			memset(r->ctr_phase, 0, sizeof(r->ctr_phase));
 		atomic_store(&ctx->status->iter[ctx->rank], it);
-		if ((rc = run_iteration(r)) != MOE_OK)
+		if ((rc = moe_rank_iteration(r)) != MOE_OK)
 			return moe_rank_send_error(r->boot_fd, "iteration %d failed in phase %s (status %d)", it,
 						   moe_phase_name(atomic_load(&ctx->status->phase[ctx->rank])), rc),
 			       MOE_EXIT_RANK;
@@ -300,6 +353,8 @@ static int timed_iterations(struct rank_run *r, struct moe_bytes *bytes)
 		*bytes = ctx->bytes;
 	}
 	moe_counters_stop(&r->ctr);
+	if ((rc = moe_rank_steady(r)) != MOE_OK)
+		return moe_rank_send_error(r->boot_fd, "the steady-state iterations failed (status %d)", rc), MOE_EXIT_RANK;
 	return MOE_EXIT_OK;
 }
 

@@ -49,11 +49,43 @@ struct rank_run {
 	void *shm;        /* the case segment, shm_bytes long */
 	size_t shm_bytes;
 	int done;         /* the case ran to its end and the result was sent */
+	/* graph = on (graph.c): the captured iteration, each layer's synthetic routing drawn once (NULL: drawn
+	 * every iteration), the shared experts' row count on the device, and what the host counted while
+	 * capturing (each replay starts from it) */
+	void *graph;
+	int capturing;    /* moe_phase neither syncs nor records marks */
+	int32_t **g_idx;
+	float **g_w;
+	int32_t *shared_cnt;
+	struct moe_rank_acct {
+		struct moe_bytes bytes;
+		double xfer_us, fetch_us;
+		int64_t slots_sent, slots_computed, rows_dispatched, pad_dispatched;
+		int64_t *expert_rows;
+	} acct;
+	double period_us; /* steady state: back-to-back iterations, elapsed / iters (NAN: not measured) */
 };
 /* phases.c: the running case, for moe_phase's fault injection and counters (NULL outside a case) */
 extern struct rank_run *moe_rank_current;
 /* phases.c: close the open phase; no phase runs until the next moe_phase */
 void moe_rank_phase_end(struct moe_ctx *ctx);
+
+/* rank.c: every layer of one iteration (what a graph captures), and one whole timed iteration */
+int moe_rank_layers(struct rank_run *r);
+int moe_rank_iteration(struct rank_run *r);
+/* rank.c: layer's synthetic routing drawn on the host and uploaded into d_idx / d_w */
+int moe_rank_route_host(struct rank_run *r, int layer, int32_t *d_idx, float *d_w);
+/* rank.c: zero what one iteration counts on the host */
+void moe_rank_iter_reset(struct moe_ctx *ctx);
+
+/* graph.c: graph = on: draw the routing, prime, capture (MOE_OK or the rank's exit status) */
+int moe_rank_graph_open(struct rank_run *r);
+/* graph.c: the accounting of the host, saved and restored around replays and the steady-state batch */
+void moe_rank_acct_save(struct rank_run *r);
+void moe_rank_acct_restore(struct rank_run *r);
+/* graph.c: the steady-state period, `iters` iterations back to back (MOE_OK or a status) */
+int moe_rank_steady(struct rank_run *r);
+void moe_rank_graph_free(struct rank_run *r);
 
 /* setup.c: send the launcher an error message for the case's reason; returns MOE_ERR_SYSTEM */
 int moe_rank_send_error(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

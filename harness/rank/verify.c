@@ -2,6 +2,7 @@
  * the repeat digest, the --dump, and the result record sent to the launcher. */
 #include "rank_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,9 @@ static void result_fields(struct rank_run *r, json_t *res, const struct moe_byte
 						     (json_int_t)ctx->slots_computed));
 	json_object_set_new(res, "tokens", json_integer(r->T));
 	json_object_set_new(res, "samples_us", samples_json(r, iters));
+	json_object_set_new(res, "graph", json_boolean(r->graph != NULL));
+	if (isfinite(r->period_us)) /* steady state: iterations back to back, elapsed / iters */
+		json_object_set_new(res, "period_us", json_real(r->period_us));
 	json_t *jb = json_object();
 	json_object_set_new(jb, "logical", json_integer(bytes->logical));
 	json_object_set_new(jb, "wire", json_integer(bytes->wire));

@@ -19,8 +19,8 @@ struct phase_medians {
 	double xfer_p50, fetch_p50, wait_p50;
 };
 
-/* Per-iteration maximum over ranks of one phase, from the ranks' raw samples. */
-static double *iter_max(json_t *const *results, int n, const char *phase, size_t *iters)
+/* Per-iteration maximum (or with lowest, minimum) over ranks of one phase, from the ranks' raw samples. */
+static double *iter_over_ranks(json_t *const *results, int n, const char *phase, size_t *iters, int lowest)
 {
 	double *out = NULL;
 	*iters = 0;
@@ -29,13 +29,14 @@ static double *iter_max(json_t *const *results, int n, const char *phase, size_t
 		if (!a)
 			return NULL;
 		size_t m = json_array_size(a);
+		int first = !out;
 		if (!out) {
 			out = moe_xcalloc(m, sizeof(double));
 			*iters = m;
 		}
 		for (size_t i = 0; i < m && i < *iters; i++) {
 			double v = json_real_value(json_array_get(a, i));
-			if (v > out[i])
+			if (first || (lowest ? v < out[i] : v > out[i]))
 				out[i] = v;
 		}
 	}
@@ -54,7 +55,7 @@ static void phase_aggregates(json_t *cj, json_t *const *results, int n, struct p
 {
 	json_t *phases = json_object(), *samples = json_object();
 	for (size_t k = 0; k < MOE_ARRAY_SIZE(timed_phases); k++) {
-		double *m = iter_max(results, n, timed_phases[k], &pm->iters);
+		double *m = iter_over_ranks(results, n, timed_phases[k], &pm->iters, 0);
 		if (!m)
 			continue;
 		struct moe_summary s;
@@ -78,8 +79,41 @@ static void phase_aggregates(json_t *cj, json_t *const *results, int n, struct p
 		}
 		free(m);
 	}
+	/* the fastest rank of each iteration too: with the maximum it bounds how far the ranks drift apart */
+	size_t iters;
+	double *m = iter_over_ranks(results, n, "total", &iters, 1);
+	if (m) {
+		struct moe_summary s;
+		moe_summarize(m, iters, &s);
+		json_object_set_new(phases, "total_min", summary_json(&s));
+		json_t *a = json_array();
+		for (size_t i = 0; i < iters; i++)
+			json_array_append_new(a, json_real(m[i]));
+		json_object_set_new(samples, "total_min", a);
+		free(m);
+	}
 	json_object_set_new(cj, "phases", phases);
 	json_object_set_new(cj, "samples", samples);
+}
+
+/* The steady-state period (iterations back to back, no barrier): per rank, over the ranks. */
+static void period_aggregate(json_t *cj, json_t *const *results, int n)
+{
+	double lo = INFINITY, hi = -INFINITY, sum = 0;
+	int have = 0;
+	for (int r = 0; r < n; r++) {
+		json_t *v = json_object_get(results[r], "period_us");
+		if (!v)
+			continue;
+		double x = json_number_value(v);
+		lo = x < lo ? x : lo;
+		hi = x > hi ? x : hi;
+		sum += x;
+		have++;
+	}
+	if (have)
+		json_object_set_new(cj, "period", json_pack("{s:f,s:f,s:f,s:i}", "max_us", hi, "min_us", lo, "mean_us",
+							     sum / have, "ranks", have));
 }
 
 /* dwdp: fetch bandwidth per rank, and how much of the fetch the expert compute hid */
@@ -120,6 +154,7 @@ void moe_aggregate_case(json_t *cj, json_t *const *results, int n, const struct 
 {
 	struct phase_medians pm = {0, NULL, NAN, NAN, NAN};
 	phase_aggregates(cj, results, n, &pm);
+	period_aggregate(cj, results, n);
 	/* the slowest rank: highest median total */
 	int slow = -1;
 	double slow_p50 = -1;

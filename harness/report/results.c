@@ -145,6 +145,13 @@ static double ph(json_t *c, const char *phase, const char *stat)
 	return v ? json_number_value(v) : -1;
 }
 
+/* The steady-state period of a case: its slowest rank's (-1: not measured). */
+static double period(json_t *c)
+{
+	json_t *v = json_object_get(json_object_get(c, "period"), "max_us");
+	return v ? json_number_value(v) : -1;
+}
+
 static void tsv_tokens(char *buf, size_t len, json_t *c)
 {
 	size_t k = 0;
@@ -242,8 +249,8 @@ static void tsv_case(struct sbuf *c, struct sbuf *s, struct sbuf *rk, json_t *cj
 	for (size_t k = 0; k < MOE_ARRAY_SIZE(tsv_phases); k++)
 		sb_printf(c, "\t%.3f\t%.3f", ph(cj, tsv_phases[k], "p50_us"), ph(cj, tsv_phases[k], "p99_us"));
 	json_t *b = json_object_get(cj, "bytes");
-	sb_printf(c, "\t%.4f\t%.4f\n", json_number_value(json_object_get(b, "algbw_GBps")),
-		  json_number_value(json_object_get(b, "busbw_GBps")));
+	sb_printf(c, "\t%.4f\t%.4f\t%.3f\t%.3f\n", json_number_value(json_object_get(b, "algbw_GBps")),
+		  json_number_value(json_object_get(b, "busbw_GBps")), ph(cj, "total_min", "p50_us"), period(cj));
 	size_t ri;
 	json_t *rj;
 	json_array_foreach(json_object_get(cj, "ranks"), ri, rj)
@@ -288,7 +295,7 @@ int moe_results_write(const char *dir, json_t *run, char *err, size_t errlen)
 	sb_printf(&c, "# case\tstrategy\tpartition\ttransport\tbackend\tdp\ttp\ttokens\ttokens_total\thidden\texperts\ttopk\tverdict");
 	for (size_t k = 0; k < MOE_ARRAY_SIZE(tsv_phases); k++)
 		sb_printf(&c, "\t%s_p50_us\t%s_p99_us", tsv_phases[k], tsv_phases[k]);
-	sb_printf(&c, "\talgbw_GBps\tbusbw_GBps\n");
+	sb_printf(&c, "\talgbw_GBps\tbusbw_GBps\ttotal_min_p50_us\tperiod_us\n");
 	sb_printf(&s, "# case\titer\tphase\tus\n");
 	size_t i;
 	json_t *cj;
@@ -325,8 +332,18 @@ void moe_results_header(FILE *f, json_t *env)
 			json_number_value(json_array_get(la, 2)), clock);
 	}
 	fprintf(f, "# times in microseconds: per iteration the maximum over ranks, then the median (p50) over iterations\n");
-	fprintf(f, "%-44s %5s %9s %9s %9s %9s %9s %10s %10s %9s  %s\n", "# case", "ranks", "tokens", "route",
-		"dispatch", "expert", "combine", "total_p50", "total_p99", "busbw", "verdict");
+	fprintf(f, "# total_min: the fastest rank's total (p50); period: iterations back to back without a barrier, "
+		   "the slowest rank's; graph = on times only those\n");
+	fprintf(f, "%-44s %5s %9s %9s %9s %9s %9s %10s %10s %10s %10s %9s  %s\n", "# case", "ranks", "tokens", "route",
+		"dispatch", "expert", "combine", "total_p50", "total_p99", "total_min", "period", "busbw", "verdict");
+}
+
+static void fmt_us(char *buf, size_t len, int width, double us)
+{
+	if (us < 0)
+		snprintf(buf, len, "%*s", width, "-");
+	else
+		snprintf(buf, len, "%*.1f", width, us);
 }
 
 void moe_results_row(FILE *f, json_t *c)
@@ -343,9 +360,15 @@ void moe_results_row(FILE *f, json_t *c)
 	double busbw = json_number_value(json_object_get(json_object_get(c, "bytes"), "busbw_GBps"));
 	if (busbw > 0)
 		snprintf(bw, sizeof(bw), "%8.2fG", busbw);
-	fprintf(f, "%-44s %5d %9lld %9.1f %9.1f %9.1f %9.1f %10.1f %10.1f %s  %s", name, ranks, (long long)total_tokens(c),
-		ph(c, "route", "p50_us"), ph(c, "dispatch", "p50_us"), ph(c, "expert", "p50_us"), ph(c, "combine", "p50_us"),
-		ph(c, "total", "p50_us"), ph(c, "total", "p99_us"), bw, v);
+	char cols[4][16]; /* a phase a graph does not time, or a figure not measured, prints as - */
+	const char *const names[4] = {"route", "dispatch", "expert", "combine"};
+	for (int k = 0; k < 4; k++)
+		fmt_us(cols[k], sizeof(cols[k]), 9, ph(c, names[k], "p50_us"));
+	char per[16];
+	fmt_us(per, sizeof(per), 10, period(c));
+	fprintf(f, "%-44s %5d %9lld %s %s %s %s %10.1f %10.1f %10.1f %s %s  %s", name, ranks, (long long)total_tokens(c),
+		cols[0], cols[1], cols[2], cols[3], ph(c, "total", "p50_us"), ph(c, "total", "p99_us"),
+		ph(c, "total_min", "p50_us"), per, bw, v);
 	json_t *rf = json_object_get(c, "roofline");
 	if (rf)
 		fprintf(f, " (experts %.3g TFLOP/s = %.2g%% of dense GEMM; dispatch+combine %.3g GB/s = %.2g%% of copy)",

@@ -10,6 +10,7 @@
 
 #include "moe.h"
 #include "rng.h"
+#include "strategy.h"
 
 #define OFF(f) offsetof(struct moe_params, f)
 
@@ -272,6 +273,7 @@ const struct moe_opt moe_opts[] = {
 	E(transport, "auto", w_transport, "shm (host), ipc (CUDA IPC), nccl, mpi (host, under mpirun/srun), or auto"),
 	E(backend, "auto", w_backend, "host, cuda, or auto (cuda when a GPU is present)"),
 	B(l2_flush, "false", "flush caches before every timed iteration"),
+	B(graph, "off", "on: capture each rank's iteration once and replay it (strategies with a host round trip refuse)"),
 };
 const size_t moe_nopts = MOE_ARRAY_SIZE(moe_opts);
 
@@ -452,6 +454,22 @@ const char *moe_model_names(void)
 		return -1;                                    \
 	} while (0)
 
+/* graph = on: every step of a layer must be capturable, so the strategy and the TP merge must not wait on
+ * the host (the backend's capture ops are checked by the rank, once the backend is chosen). */
+static int graph_validate(const struct moe_params *p, char *key_out, size_t keylen, char *err, size_t errlen)
+{
+	if (!p->graph)
+		return 0;
+	if (p->partition != MOE_PART_REPLICATE)
+		FAIL("graph", "graph = on: partition = %s cannot be captured: its TP merge exchanges the TP ranks' rows "
+		     "through transport calls that synchronise with the host; use partition = replicate",
+		     moe_partition_name(p->partition));
+	const struct moe_strategy_ops *st = moe_strategy_find(moe_strategy_name(p->strategy));
+	if (st && st->no_graph)
+		FAIL("graph", "graph = on: %s cannot be captured: %s", st->name, st->no_graph);
+	return 0;
+}
+
 int moe_params_validate(const struct moe_params *p, char *key_out, size_t keylen, char *err, size_t errlen)
 {
 	int64_t ranks = p->dp * p->tp;
@@ -490,7 +508,7 @@ int moe_params_validate(const struct moe_params *p, char *key_out, size_t keylen
 	}
 	if (p->partition == MOE_PART_SP && p->pad == MOE_PAD_ZERO_TOKEN && p->routing.kind == MOE_ROUTE_TRACE)
 		FAIL("pad", "pad = zero_token routes pad rows like tokens, which a trace cannot name; use mask or buffer");
-	return 0;
+	return graph_validate(p, key_out, keylen, err, errlen);
 }
 
 char *moe_params_serialize(const struct moe_params *p)

@@ -68,6 +68,7 @@ struct moe_params {
 	enum moe_transport_id transport;
 	enum moe_backend_id backend;
 	bool l2_flush;
+	bool graph;       /* capture each rank's iteration once, replay it (harness/rank/graph.c) */
 	char base_dir[MOE_PATH_MAX]; /* folder of the scenario file: relative paths resolve here */
 };
 

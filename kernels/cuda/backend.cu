@@ -32,4 +32,13 @@ extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	cuda_elapsed_us,
 	cuda_mem_total,
 	cuda_spin,
+	NULL, /* ffn_dev */
+	NULL, /* ll_dispatch */
+	NULL, /* ll_receive */
+	NULL, /* ll_return */
+	NULL, /* ll_wait_return */
+	cuda_capture_begin,
+	cuda_capture_end,
+	cuda_replay,
+	cuda_graph_free,
 };

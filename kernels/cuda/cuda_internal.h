@@ -35,6 +35,8 @@ struct moe_dev {
 	cudaEvent_t marks[MOE_MAX_MARKS];
 	cudaEvent_t fork, join[4];
 	size_t base_used, peak_used; /* device memory in use at init, and the most seen since */
+	void *blas_ws[5];  /* cuBLAS workspaces of the stream and the side streams, made by the first capture */
+	int capture_failed; /* an op refused inside the capture: capture_end says so */
 };
 
 #define CU(call)                                                                                   \
@@ -91,6 +93,16 @@ int cuda_mark(struct moe_dev *d, int slot);
 double cuda_elapsed_us(struct moe_dev *d, int from, int to);
 size_t cuda_mem_total(struct moe_dev *d);
 int cuda_spin(struct moe_dev *d, double us);
+
+/* graph.cu: capture and replay; the check of the ops that would wait on the host (MOE_ERR_UNSUPPORTED while
+ * capturing); cuBLAS moved to a stream (side -1: the backend's) with the workspace a capture needs */
+int cuda_capturing(struct moe_dev *d);
+int cuda_refuse_in_capture(struct moe_dev *d, const char *op);
+int cuda_blas_stream(struct moe_dev *d, int side);
+int cuda_capture_begin(struct moe_dev *d);
+int cuda_capture_end(struct moe_dev *d, void **graph);
+int cuda_replay(struct moe_dev *d, void *graph);
+void cuda_graph_free(struct moe_dev *d, void *graph);
 
 /* router.cu */
 int cuda_route(struct moe_dev *d, const struct moe_route_cfg *c, const moe_bf16 *x, int64_t n, const moe_bf16 *wg,

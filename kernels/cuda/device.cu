@@ -73,6 +73,8 @@ void cuda_fini(struct moe_dev *d)
 	cudaFree(d->flush);
 	cudaFreeHost(d->hcounts);
 	cudaFreeHost(d->hptrs);
+	for (int i = 0; i < 5; i++)
+		cudaFree(d->blas_ws[i]);
 	cublasDestroy(d->blas);
 	for (int i = 0; i < 4; i++) {
 		cudaStreamDestroy(d->side[i]);
@@ -102,6 +104,7 @@ void cuda_free(struct moe_dev *d, void *p)
 
 int cuda_h2d(struct moe_dev *d, void *dst, const void *src, size_t n)
 {
+	MOE_CHECK(cuda_refuse_in_capture(d, "h2d (it waits for the copy: the source may be freed)"));
 	if (n) {
 		CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, d->stream));
 		CU(cudaStreamSynchronize(d->stream)); /* src may be freed by the caller right after */
@@ -111,6 +114,7 @@ int cuda_h2d(struct moe_dev *d, void *dst, const void *src, size_t n)
 
 int cuda_d2h(struct moe_dev *d, void *dst, const void *src, size_t n)
 {
+	MOE_CHECK(cuda_refuse_in_capture(d, "d2h"));
 	if (n) {
 		CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, d->stream));
 		CU(cudaStreamSynchronize(d->stream));
@@ -134,6 +138,7 @@ int cuda_memset(struct moe_dev *d, void *dst, int byte, size_t n)
 
 int cuda_sync(struct moe_dev *d)
 {
+	MOE_CHECK(cuda_refuse_in_capture(d, "sync"));
 	CU(cudaStreamSynchronize(d->stream));
 	return MOE_OK;
 }
@@ -150,6 +155,8 @@ int cuda_flush(struct moe_dev *d)
 
 int cuda_mark(struct moe_dev *d, int slot)
 {
+	if (cuda_capturing(d)) /* a timestamp inside a graph would be replayed: skipped */
+		return MOE_OK;
 	CU(cudaEventRecord(d->marks[slot], d->stream));
 	return MOE_OK;
 }

@@ -142,13 +142,15 @@ static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int K
 		CU(cudaStreamWaitEvent(d->side[i], d->fork, 0));
 	int rc = MOE_OK;
 	for (int i = 0; i < ng && rc == MOE_OK; i++) {
-		cublasSetStream(d->blas, d->side[i % ns]);
+		if (cuda_blas_stream(d, i % ns) != MOE_OK)
+			rc = MOE_ERR_SYSTEM;
 		if (cublasGemmEx(d->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, rows[i], Kd, &one, W[i], CUDA_R_16BF, Kd, A[i],
 				 CUDA_R_16BF, Kd, &zero, C[i], CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F,
 				 CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
 			rc = MOE_ERR_SYSTEM;
 	}
-	cublasSetStream(d->blas, d->stream);
+	if (cuda_blas_stream(d, -1) != MOE_OK)
+		rc = MOE_ERR_SYSTEM;
 	for (int i = 0; i < ns; i++) {
 		CU(cudaEventRecord(d->join[i], d->side[i]));
 		CU(cudaStreamWaitEvent(d->stream, d->join[i], 0));
@@ -240,6 +242,8 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 	     const float *scale, moe_bf16 *out)
 {
 	int64_t H = c->hidden, F = c->ffn, rows = 0;
+	/* host counts: the pointer staging and the row starts wait on the host (ffn_dev is the capturable one) */
+	MOE_CHECK(cuda_refuse_in_capture(d, "ffn with host counts"));
 	for (int64_t j = 0; j < c->nexperts; j++)
 		rows += counts[j];
 	if (rows == 0)

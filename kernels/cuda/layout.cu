@@ -80,6 +80,7 @@ __global__ void bucket_place(const int32_t *key, int64_t m, int32_t off, int32_t
 int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
 		int64_t *counts, int32_t *pos)
 {
+	MOE_CHECK(cuda_refuse_in_capture(d, "bucket (its counts go to the host)"));
 	int chunks = (int)((m + BK_CHUNK - 1) / BK_CHUNK);
 	if (chunks == 0) {
 		memset(counts, 0, (size_t)nb * sizeof(int64_t));

@@ -236,6 +236,75 @@ static void test_generate(void)
 	C->free(cd, d);
 }
 
+/* Graphs: a captured router (cuBLAS) and elementwise steps run nothing until replayed, then match the same
+ * ops run at once, replay after replay on new inputs; a host round trip fails the capture cleanly. */
+static void test_graph(int64_t n, int64_t hdim, int64_t e, int64_t k)
+{
+	size_t xb = (size_t)(n * hdim) * 2, ib = (size_t)(n * k) * 4;
+	moe_bf16 *x = malloc(xb), *wg = malloc((size_t)(e * hdim) * 2);
+	for (int64_t i = 0; i < n * hdim; i++)
+		x[i] = moe_f32_to_bf16(rnd((uint64_t)i, 11));
+	for (int64_t i = 0; i < e * hdim; i++)
+		wg[i] = moe_f32_to_bf16(rnd((uint64_t)i, 12) / sqrtf((float)hdim));
+	struct moe_route_cfg rc = {hdim, e, k, 1, 1, 0, 1, 1.0f, NULL};
+	void *dx = up(x, xb), *dg = up(wg, (size_t)(e * hdim) * 2), *dsum = C->alloc(cd, xb), *dcp = C->alloc(cd, xb);
+	void *di = C->alloc(cd, ib), *dw = C->alloc(cd, ib), *ei = C->alloc(cd, ib), *ew = C->alloc(cd, ib);
+	C->memset(cd, dsum, 0, xb);
+	C->memset(cd, di, 0, ib);
+	C->sync(cd);
+	/* once at once first: the router's scratch grows outside the capture */
+	EXPECT(C->route(cd, &rc, dx, n, dg, ei, ew) == MOE_OK, "graph: eager route failed");
+	EXPECT(C->capture_begin(cd) == MOE_OK, "graph: capture_begin failed");
+	EXPECT(C->route(cd, &rc, dx, n, dg, di, dw) == MOE_OK, "graph: route while capturing failed");
+	EXPECT(C->add(cd, dx, dx, n * hdim, dsum) == MOE_OK, "graph: add while capturing failed");
+	EXPECT(C->d2d(cd, dcp, dsum, xb) == MOE_OK, "graph: d2d while capturing failed");
+	void *g = NULL;
+	EXPECT(C->capture_end(cd, &g) == MOE_OK && g, "graph: capture_end failed");
+	int32_t *ci = down(di, ib);
+	moe_bf16 *cs = down(dsum, xb);
+	int untouched = 1;
+	for (int64_t i = 0; i < n * k; i++)
+		untouched &= ci[i] == 0;
+	for (int64_t i = 0; i < n * hdim; i++)
+		untouched &= cs[i] == 0;
+	EXPECT(untouched, "graph: the capture ran its ops");
+	free(ci);
+	free(cs);
+	for (int rep = 0; rep < 2; rep++) {
+		if (rep) { /* new input: the replay reads it, as the ops at once do */
+			for (int64_t i = 0; i < n * hdim; i++)
+				x[i] = moe_f32_to_bf16(rnd((uint64_t)i, 13));
+			C->h2d(cd, dx, x, xb);
+			C->route(cd, &rc, dx, n, dg, ei, ew);
+		}
+		EXPECT(C->replay(cd, g) == MOE_OK && C->sync(cd) == MOE_OK, "graph: replay failed");
+		void *a = down(di, ib), *b = down(ei, ib), *sw = down(dw, ib), *ewh = down(ew, ib);
+		EXPECT(!memcmp(a, b, ib) && !memcmp(sw, ewh, ib), "graph: replay %d routes differently from the router at once",
+		       rep);
+		moe_bf16 *sum = down(dsum, xb), *cp = down(dcp, xb);
+		int ok = !memcmp(sum, cp, xb);
+		for (int64_t i = 0; i < n * hdim; i++)
+			ok &= sum[i] == moe_f32_to_bf16(moe_bf16_to_f32(x[i]) * 2.0f);
+		EXPECT(ok, "graph: replay %d: add or d2d wrong", rep);
+		free(a); free(b); free(sw); free(ewh); free(sum); free(cp);
+	}
+	C->graph_free(cd, g);
+	/* a host round trip while capturing: refused, the capture fails, the stream works on */
+	moe_bf16 one;
+	EXPECT(C->capture_begin(cd) == MOE_OK, "graph: second capture_begin failed");
+	EXPECT(C->add(cd, dx, dx, n * hdim, dsum) == MOE_OK, "graph: add while capturing failed");
+	EXPECT(C->d2h(cd, &one, dx, 2) == MOE_ERR_UNSUPPORTED, "graph: d2h while capturing was not refused");
+	g = (void *)1;
+	EXPECT(C->capture_end(cd, &g) == MOE_ERR_UNSUPPORTED && !g, "graph: a refused capture was not failed");
+	EXPECT(C->sync(cd) == MOE_OK && C->d2h(cd, &one, dx, 2) == MOE_OK && one == x[0],
+	       "graph: the stream is unusable after a refused capture");
+	printf("graph n=%lld H=%lld E=%lld K=%lld: replays match the ops at once; d2h refused while capturing\n",
+	       (long long)n, (long long)hdim, (long long)e, (long long)k);
+	free(x); free(wg);
+	C->free(cd, dx); C->free(cd, dg); C->free(cd, dsum); C->free(cd, dcp);
+	C->free(cd, di); C->free(cd, dw); C->free(cd, ei); C->free(cd, ew);
+}
+
 int main(void)
 {
 	H = moe_backend_find("host");
@@ -264,6 +333,7 @@ int main(void)
 	test_ffn(MOE_FFN_SWIGLU, 512, 256, 6, 1, 1);
 	test_route(2048, 512, 256, 8, 8, 1);
 	test_route(1000, 256, 16, 4, 1, 0);
+	test_graph(512, 256, 64, 4);
 	H->fini(hd);
 	C->fini(cd);
 	printf("%d failures\n", failures);

@@ -55,6 +55,28 @@ static void test_leader(void **s)
 	    "leader_equals_replicate", 0, 0);
 }
 
+/* a case with graph = VALUE (the key as run.json renders it) */
+static json_t *with_graph(json_t *c, const char *value)
+{
+	json_object_set_new(json_object_get(c, "params"), "graph", json_string(value));
+	return c;
+}
+
+static void test_graph(void **s)
+{
+	(void)s;
+	run(json_pack("[o,o]", with_graph(mk("g", "ll", "replicate", "mask", "1", "aa", 8), "true"),
+		      with_graph(mk("e", "ll", "replicate", "mask", "1", "aa", 8), "false")),
+	    "graph_equals_eager", 1, 0);
+	run(json_pack("[o,o]", with_graph(mk("g", "ll", "replicate", "mask", "1", "aa", 8), "true"),
+		      with_graph(mk("e", "ll", "replicate", "mask", "1", "ab", 8), "false")),
+	    "graph_equals_eager", 0, 1);
+	/* another strategy is another computation */
+	run(json_pack("[o,o]", with_graph(mk("g", "ll", "replicate", "mask", "1", "aa", 8), "true"),
+		      with_graph(mk("e", "a2a", "replicate", "mask", "1", "ab", 8), "false")),
+	    "graph_equals_eager", 0, 0);
+}
+
 static void test_mask_buffer(void **s)
 {
 	(void)s;
@@ -103,7 +125,7 @@ static void test_repeat_and_conservation(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_leader), cmocka_unit_test(test_mask_buffer), cmocka_unit_test(test_padding),
+		cmocka_unit_test(test_leader), cmocka_unit_test(test_graph), cmocka_unit_test(test_mask_buffer), cmocka_unit_test(test_padding),
 		cmocka_unit_test(test_dwdp), cmocka_unit_test(test_repeat_and_conservation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

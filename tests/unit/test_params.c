@@ -13,6 +13,7 @@
 
 #include "moe.h"
 #include "params.h"
+#include "strategy.h"
 #include "scenario.h"
 
 #define assert_contains(hay, needle)                                                      \
@@ -60,6 +61,37 @@ static void valid(const struct moe_params *p)
 }
 
 /* ---- option table ---- */
+
+/* graph = on: refused, with the reason, for a strategy that says why it cannot be captured and for a TP
+ * merge that goes through the transport; off by default. */
+static void test_graph_refusals(void **state)
+{
+	(void)state;
+	struct moe_params p;
+	char err[256];
+	defaults(&p);
+	assert_false(p.graph);
+	assert_int_equal(moe_param_set(&p, "graph", "on", err, sizeof(err)), 0);
+	assert_true(p.graph);
+	static const char *const names[] = {"a2a", "agrs", "dwdp"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const struct moe_strategy_ops *st = moe_strategy_find(names[i]);
+		assert_non_null(st);
+		assert_non_null(st->no_graph);
+		p.strategy = (enum moe_strategy_id)i;
+		assert_string_equal(moe_strategy_name(p.strategy), names[i]);
+		if (p.strategy == MOE_STRAT_DWDP)
+			break; /* its layout keys would be refused first; the reason is checked above */
+		char want[512];
+		snprintf(want, sizeof(want), "graph = on: %s cannot be captured: %s", names[i], st->no_graph);
+		invalid(&p, "graph", want);
+	}
+	p.strategy = MOE_STRAT_A2A;
+	p.partition = MOE_PART_SP;
+	invalid(&p, "graph", "partition = sp cannot be captured: its TP merge exchanges");
+	p.graph = false;
+	valid(&p);
+}
 
 static void test_defaults_valid(void **state)
 {
@@ -818,6 +850,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_valid),
+		cmocka_unit_test(test_graph_refusals),
 		cmocka_unit_test(test_set_int),
 		cmocka_unit_test(test_set_double_bool_enum),
 		cmocka_unit_test(test_set_tokens),
