@@ -1,6 +1,6 @@
 /* The CUDA kernel backend's vtable: bf16 data, fp32 accumulation; cuBLAS for the gate GEMM and the expert
  * GEMMs; hand-written kernels for top-k routing, stable bucketing, row moves and the slot-order combine.
- * One file per kernel family beside it (router, layout, experts, combine, weights, calibrate; device.cu
+ * One file per kernel family beside it (router, layout, experts, combine, ll, weights, calibrate; device.cu
  * holds the device state's life and memory). */
 #include "cuda_internal.h"
 
@@ -32,11 +32,11 @@ extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	cuda_elapsed_us,
 	cuda_mem_total,
 	cuda_spin,
-	NULL, /* ffn_dev */
-	NULL, /* ll_dispatch */
-	NULL, /* ll_receive */
-	NULL, /* ll_return */
-	NULL, /* ll_wait_return */
+	cuda_ffn_dev,
+	cuda_ll_dispatch,
+	cuda_ll_receive,
+	cuda_ll_return,
+	cuda_ll_wait_return,
 	cuda_capture_begin,
 	cuda_capture_end,
 	cuda_replay,

@@ -37,6 +37,8 @@ struct moe_dev {
 	size_t base_used, peak_used; /* device memory in use at init, and the most seen since */
 	void *blas_ws[5];  /* cuBLAS workspaces of the stream and the side streams, made by the first capture */
 	int capture_failed; /* an op refused inside the capture: capture_end says so */
+	void *ll_scratch; /* ll.cu's workspace: done counters, then bucketing or receive offsets */
+	size_t ll_scratch_bytes;
 };
 
 #define CU(call)                                                                                   \
@@ -114,12 +116,28 @@ int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, i
 int cuda_scatter_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *pos, int64_t m, int64_t src_div,
 		      int64_t h, moe_bf16 *dst);
 int cuda_scatter_i32(struct moe_dev *d, const int32_t *src, const int32_t *pos, int64_t m, int32_t *dst);
+/* The stable bucketing of cuda_bucket on the device alone: total[nb] and (when not NULL) start[nb], the first
+ * place of each bucket, stay in device memory; scratch holds cuda_bucket_scratch(m, nb) bytes. */
+size_t cuda_bucket_scratch(int64_t m, int64_t nb);
+int cuda_bucket_dev(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
+		    void *scratch, int32_t *pos, int64_t *total, int64_t *start);
 int cuda_gather_rows(struct moe_dev *d, const moe_bf16 *src, const int32_t *idx, int64_t m, int64_t h,
 		     moe_bf16 *dst);
 
 /* experts.cu */
 int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
 	     const float *scale, moe_bf16 *out);
+int cuda_ffn_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int32_t *counts,
+		 int64_t max_rows, const float *scale, moe_bf16 *out);
+
+/* ll.cu: the low-latency exchange */
+int cuda_ll_dispatch(struct moe_dev *d, const struct moe_ll_plan *pl, const moe_bf16 *x, int64_t n,
+		     const int32_t *idx, const float *w, int32_t *slot);
+int cuda_ll_receive(struct moe_dev *d, const struct moe_ll_plan *pl, moe_bf16 *x, float *w, int32_t *counts,
+		    int32_t *src);
+int cuda_ll_return(struct moe_dev *d, const struct moe_ll_plan *pl, const moe_bf16 *y, const int32_t *src,
+		   const int32_t *counts);
+int cuda_ll_wait_return(struct moe_dev *d, const struct moe_ll_plan *pl);
 
 /* combine.cu: the combine and the elementwise steps around it */
 int cuda_combine(struct moe_dev *d, const moe_bf16 *rows, const int32_t *slot, const float *w, int64_t n, int64_t k,

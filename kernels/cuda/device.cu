@@ -71,6 +71,7 @@ void cuda_fini(struct moe_dev *d)
 	cudaFree(d->logits);
 	cudaFree(d->ptrs);
 	cudaFree(d->flush);
+	cudaFree(d->ll_scratch);
 	cudaFreeHost(d->hcounts);
 	cudaFreeHost(d->hptrs);
 	for (int i = 0; i < 5; i++)

@@ -267,3 +267,93 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 	moe_bf16 *gu = (moe_bf16 *)sp, *act = gu + rows * 2 * F;
 	return swiglu_experts(d, c, u, counts, rows, gu, act, out);
 }
+
+/* ---- experts with row counts in device memory (ffn_dev) ---- */
+
+/* Scale / identity experts, counts on the device: each block rebuilds the experts' first rows in shared memory,
+ * then out = bf16(f * u) as exact_ffn_kernel, with u = bf16(scale[row] * x) as scale_rows_kernel makes it. */
+__global__ void exact_ffn_dev_kernel(const moe_bf16 *x, const int32_t *counts, int nexp, int64_t first, int scale,
+				     const float *rscale, int64_t max_rows, int64_t h, moe_bf16 *out)
+{
+	extern __shared__ int64_t st[]; /* nexp + 1 */
+	if (threadIdx.x == 0) {
+		st[0] = 0;
+		for (int j = 0; j < nexp; j++)
+			st[j + 1] = st[j] + counts[j];
+	}
+	__syncthreads();
+	int64_t rows = st[nexp] < max_rows ? st[nexp] : max_rows, n = rows * h;
+	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+		int64_t r = i / h;
+		int lo = 0, hi = nexp - 1; /* the last expert whose first row is <= r */
+		while (lo < hi) {
+			int mid = (lo + hi + 1) / 2;
+			if (st[mid] <= r)
+				lo = mid;
+			else
+				hi = mid - 1;
+		}
+		float f = scale ? (float)(first + lo + 1) : 1.0f;
+		float u = rscale ? bf(tobf(rscale[r] * bf(x[i]))) : bf(x[i]);
+		out[i] = tobf(f * u);
+	}
+}
+
+/* SwiGLU experts read the counts on the host for now (cuBLAS takes host problem sizes): a layer using them
+ * cannot be captured until a grouped GEMM that reads its sizes on the device replaces this. */
+static int swiglu_host_counts(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int32_t *counts,
+			      int64_t max_rows, const float *scale, moe_bf16 *out)
+{
+	cudaStreamCaptureStatus cs;
+	CU(cudaStreamIsCapturing(d->stream, &cs));
+	if (cs != cudaStreamCaptureStatusNone) {
+		moe_err("cuda ffn_dev: SwiGLU experts still read their row counts on the host; graph capture needs the "
+			"device-count grouped GEMM");
+		return MOE_ERR_UNSUPPORTED;
+	}
+	int64_t ne = c->nexperts;
+	if (d->hcounts_cap < ne) {
+		cudaFreeHost(d->hcounts);
+		d->hcounts = NULL;
+		d->hcounts_cap = 0;
+		CU(cudaMallocHost((void **)&d->hcounts, (size_t)ne * sizeof(int64_t)));
+		d->hcounts_cap = ne;
+	}
+	CU(cudaMemcpyAsync(d->hcounts, counts, (size_t)ne * 4, cudaMemcpyDeviceToHost, d->stream));
+	CU(cudaStreamSynchronize(d->stream));
+	int64_t *hc = (int64_t *)malloc((size_t)ne * sizeof(int64_t)), rows = 0;
+	if (!hc)
+		return MOE_ERR_NOMEM;
+	for (int64_t j = 0; j < ne; j++)
+		rows += hc[j] = ((const int32_t *)d->hcounts)[j];
+	int rc = MOE_OK;
+	if (rows > max_rows) {
+		moe_err("cuda ffn_dev: the counts add up to %lld rows, more than the %lld the caller has", (long long)rows,
+			(long long)max_rows);
+		rc = MOE_ERR_SYSTEM;
+	} else
+		rc = cuda_ffn(d, c, x, hc, scale, out);
+	free(hc);
+	return rc;
+}
+
+int cuda_ffn_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int32_t *counts,
+		 int64_t max_rows, const float *scale, moe_bf16 *out)
+{
+	if (max_rows <= 0 || c->nexperts <= 0)
+		return MOE_OK;
+	if (c->kind == MOE_FFN_SWIGLU)
+		return swiglu_host_counts(d, c, x, counts, max_rows, scale, out);
+	int64_t n = max_rows * c->hidden;
+	unsigned grid = ew_grid(n) < 4096 ? ew_grid(n) : 4096; /* each block sums the counts once */
+	size_t shm = ((size_t)c->nexperts + 1) * sizeof(int64_t);
+	if (shm > 48 * 1024) {
+		moe_err("cuda ffn_dev: %lld experts in one call, more than the exact kernel's shared memory holds",
+			(long long)c->nexperts);
+		return MOE_ERR_UNSUPPORTED;
+	}
+	exact_ffn_dev_kernel<<<grid, 256, shm, d->stream>>>(x, counts, (int)c->nexperts, c->first_expert,
+							   c->kind == MOE_FFN_SCALE, scale, max_rows, c->hidden, out);
+	LAUNCHED();
+	return MOE_OK;
+}

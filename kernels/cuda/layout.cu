@@ -38,8 +38,8 @@ __global__ void bucket_count(const int32_t *key, int64_t m, int32_t off, int32_t
 }
 
 /* Exclusive scan of cnt in bucket-major order (one block): per-bucket running sums in parallel, then the
- * bucket bases; totals per bucket. */
-__global__ void bucket_scan(int32_t *cnt, int64_t nb, int nchunks, int64_t *total)
+ * bucket bases; totals per bucket, and the bases themselves when start is not NULL. */
+__global__ void bucket_scan(int32_t *cnt, int64_t nb, int nchunks, int64_t *total, int64_t *start)
 {
 	extern __shared__ int64_t bbase[];
 	for (int64_t q = threadIdx.x; q < nb; q += blockDim.x) {
@@ -62,9 +62,12 @@ __global__ void bucket_scan(int32_t *cnt, int64_t nb, int nchunks, int64_t *tota
 		}
 	}
 	__syncthreads();
-	for (int64_t q = threadIdx.x; q < nb; q += blockDim.x)
+	for (int64_t q = threadIdx.x; q < nb; q += blockDim.x) {
 		for (int c = 0; c < nchunks; c++)
 			cnt[q * nchunks + c] += (int32_t)bbase[q];
+		if (start)
+			start[q] = bbase[q];
+	}
 }
 
 __global__ void bucket_place(const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb, const int32_t *cnt,
@@ -77,25 +80,44 @@ __global__ void bucket_place(const int32_t *key, int64_t m, int32_t off, int32_t
 	pos[i] = b < 0 ? -1 : cnt[(int64_t)b * gridDim.x + blockIdx.x] + rank_in[i];
 }
 
-int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
-		int64_t *counts, int32_t *pos)
+size_t cuda_bucket_scratch(int64_t m, int64_t nb)
+{
+	int64_t chunks = (m + BK_CHUNK - 1) / BK_CHUNK;
+	return (size_t)nb * chunks * 4 + (size_t)m * 4 + 64;
+}
+
+int cuda_bucket_dev(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
+		    void *scratch, int32_t *pos, int64_t *total, int64_t *start)
 {
 	MOE_CHECK(cuda_refuse_in_capture(d, "bucket (its counts go to the host)"));
 	int chunks = (int)((m + BK_CHUNK - 1) / BK_CHUNK);
-	if (chunks == 0) {
-		memset(counts, 0, (size_t)nb * sizeof(int64_t));
+	if (chunks == 0) { /* nothing to place: the sizes and bases are zeros, still in stream order */
+		CU(cudaMemsetAsync(total, 0, (size_t)nb * sizeof(int64_t), d->stream));
+		if (start)
+			CU(cudaMemsetAsync(start, 0, (size_t)nb * sizeof(int64_t), d->stream));
 		return MOE_OK;
 	}
-	size_t need = (size_t)nb * chunks * 4 + (size_t)m * 4 + (size_t)nb * 8 + 64;
-	MOE_CHECK(cuda_grow(&d->scratch, &d->scratch_bytes, need));
-	int32_t *cnt = (int32_t *)d->scratch, *rank_in = cnt + (size_t)nb * chunks;
-	int64_t *total = (int64_t *)(((uintptr_t)(rank_in + m) + 15) & ~(uintptr_t)15);
+	int32_t *cnt = (int32_t *)scratch, *rank_in = cnt + (size_t)nb * chunks;
 	bucket_count<<<chunks, BK_CHUNK, 0, d->stream>>>(key, m, off, div, nb, cnt, rank_in);
 	LAUNCHED();
-	bucket_scan<<<1, 1024, (size_t)nb * sizeof(int64_t), d->stream>>>(cnt, nb, chunks, total);
+	bucket_scan<<<1, 1024, (size_t)nb * sizeof(int64_t), d->stream>>>(cnt, nb, chunks, total, start);
 	LAUNCHED();
 	bucket_place<<<chunks, BK_CHUNK, 0, d->stream>>>(key, m, off, div, nb, cnt, rank_in, pos);
 	LAUNCHED();
+	return MOE_OK;
+}
+
+int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
+		int64_t *counts, int32_t *pos)
+{
+	if (m == 0) {
+		memset(counts, 0, (size_t)nb * sizeof(int64_t));
+		return MOE_OK;
+	}
+	size_t sb = (cuda_bucket_scratch(m, nb) + 15) & ~(size_t)15;
+	MOE_CHECK(cuda_grow(&d->scratch, &d->scratch_bytes, sb + (size_t)nb * 8));
+	int64_t *total = (int64_t *)((char *)d->scratch + sb);
+	MOE_CHECK(cuda_bucket_dev(d, key, m, off, div, nb, d->scratch, pos, total, NULL));
 	if (d->hcounts_cap < nb) {
 		cudaFreeHost(d->hcounts);
 		CU(cudaMallocHost((void **)&d->hcounts, (size_t)nb * sizeof(int64_t)));
