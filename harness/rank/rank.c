@@ -109,8 +109,9 @@ static int run_iteration(struct rank_run *r)
 		MOE_CHECK(moe_phase(ctx, -1));
 	MOE_CHECK(ctx->be->sync(ctx->dev));
 	ctx->phase_us[MOE_PH_done] = moe_now_us() - t0; /* 'done' slot carries the iteration total */
-	if (st->collect) /* what the layers counted on the device (outside the timed span) */
-		MOE_CHECK(st->collect(ctx));
+	int rc = st->collect ? st->collect(ctx) : MOE_OK; /* what the layers counted on the device, untimed */
+	if (rc != MOE_OK)
+		return rc; /* a refusal (MOE_ERR_USAGE) says why in ctx->refused */
 	if (marks) {
 		/* each segment between marks belongs to the phase its first mark opened */
 		for (int i = 0; i + 1 < ctx->nmarks; i++)
