@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "host_internal.h"
+#include "host_ll.h"
 #include "kernels.h"
 
 #define MOE_HOST_BLOCK 32
@@ -404,6 +405,12 @@ static size_t host_mem_total(struct moe_dev *dev)
 	return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
 }
 
+int moe_host_ffn(struct moe_dev *dev, const struct moe_ffn_cfg *cfg, const moe_bf16 *d_x, const int64_t *counts,
+		 const float *d_scale, moe_bf16 *d_out)
+{
+	return host_ffn(dev, cfg, d_x, counts, d_scale, d_out);
+}
+
 /* The ops as they run; moe_backend_host (host_graph.c) wraps every one to record it while capturing. */
 const struct moe_backend_ops moe_host_raw = {
 	.abi = MOE_BACKEND_ABI,
@@ -429,5 +436,10 @@ const struct moe_backend_ops moe_host_raw = {
 	.widen = host_widen,
 	.flush_cache = host_flush,
 	.mem_total = host_mem_total,
+	.ffn_dev = moe_host_ffn_dev,
+	.ll_dispatch = moe_host_ll_dispatch,
+	.ll_receive = moe_host_ll_receive,
+	.ll_return = moe_host_ll_return,
+	.ll_wait_return = moe_host_ll_wait_return,
 };
 

@@ -103,14 +103,20 @@ static void expect_rank(const struct moe_params *p, const int64_t *tokens, json_
 		ex[e] = 0;
 		if (p->strategy == MOE_STRAT_DWDP) /* no token exchange: a rank computes its own slots */
 			ex[e] = hist(json_array_get(ranks, (size_t)r), "routed", e);
-		else if (e / epr == r) /* a2a, agrs: the owner computes every rank's slots of its experts */
+		else if (e / epr == r) /* a2a, agrs, ll: the owner computes every rank's slots of its experts */
 			for (int64_t j = 0; j < R; j++)
 				ex[e] += hist(json_array_get(ranks, (size_t)j), "routed", e);
 		x->computed += ex[e];
 	}
-	if (p->strategy == MOE_STRAT_A2A) {
+	if (p->strategy == MOE_STRAT_A2A || p->strategy == MOE_STRAT_LL) {
 		/* per slot: its row, its expert id and (score_before_experts) its weight out; the expert's output
-		 * row back to the slot's owner; self-sends are logical, not wire */
+		 * row back to the slot's owner; self-sends are logical, not wire. ll's kernels also write, each
+		 * layer, to every rank its epr int32 counts and an 8-byte signal, and an 8-byte signal back */
+		if (p->strategy == MOE_STRAT_LL) {
+			int64_t ctrl = L * (epr * 4 + 16);
+			x->logical += R * ctrl;
+			x->wire += (R - 1) * ctrl;
+		}
 		int64_t elem = row + 4 + (p->score_before_experts ? 4 : 0);
 		for (int64_t j = 0; j < R; j++) {
 			int64_t out = 0, back = 0;

@@ -1,5 +1,6 @@
 /* Cross-case invariants: leader == replicate, mask == buffer, padding == unpadded (tp = 1 or T % tp = 0),
- * dwdp == the all-local layer (a2a's slot-order sums), repeated runs identical, token counts conserved,
+ * dwdp == the all-local layer (a2a's slot-order sums), ll == a2a (the same slot-order sums, moved by
+ * device-initiated writes instead of host-sized all-to-alls), repeated runs identical, token counts conserved,
  * pad rows inert, graph = on == graph = off. Each compares the output digests the ranks reported. */
 #include "invariants.h"
 
@@ -144,6 +145,11 @@ json_t *moe_invariants_check(json_t *cases, int *failed)
 				add(out, "dwdp_equals_local", a, b, digests_equal(a, b),
 				    digests_equal(a, b) ? "bit-identical to the all-local layer (a2a's slot-order sums)"
 							: "differs from the all-local layer",
+				    failed);
+			if (!strcmp(sa, "ll") && !strcmp(sb, "a2a") &&
+			    same_but(a, b, (const char *const[]){"strategy", "ll_capacity", NULL}))
+				add(out, "ll_equals_a2a", a, b, digests_equal(a, b),
+				    digests_equal(a, b) ? "bit-identical to a2a (the same slot-order sums)" : "differs from a2a",
 				    failed);
 			if (j > i && same_but(a, b, NULL))
 				add(out, "repeat_identical", a, b, digests_equal(a, b),

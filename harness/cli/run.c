@@ -34,8 +34,9 @@ static void resolve_auto(struct moe_caselist *cases, int ngpus)
 			p->backend = cuda ? MOE_BACKEND_CUDA : MOE_BACKEND_HOST;
 		if (p->transport == MOE_TRANSPORT_AUTO)
 			p->transport = p->backend == MOE_BACKEND_HOST ? MOE_TRANSPORT_SHM
-				       : p->dp * p->tp <= ngpus && p->strategy != MOE_STRAT_DWDP ? MOE_TRANSPORT_NCCL
-												 : MOE_TRANSPORT_IPC;
+				       : p->dp * p->tp <= ngpus && p->strategy != MOE_STRAT_DWDP && p->strategy != MOE_STRAT_LL
+					       ? MOE_TRANSPORT_NCCL
+					       : MOE_TRANSPORT_IPC; /* dwdp and ll reach into peers' memory: nccl cannot */
 	}
 }
 

@@ -54,6 +54,12 @@ static void case_tokens(json_t *cj, const struct moe_params *p, int n, int64_t *
 	json_object_set_new(cj, "tokens", jt);
 }
 
+/* Does the backend run ll's layer (its four ops and experts with device counts)? */
+static int ll_backend(const struct moe_backend_ops *be)
+{
+	return be->ffn_dev && be->ll_dispatch && be->ll_receive && be->ll_return && be->ll_wait_return;
+}
+
 /* Why this case cannot run here, or MOE_EXIT_OK: _SKIP for what this build, machine or launch lacks, _USAGE
  * for a combination that would only hang or crash the ranks. */
 static int refusal(const struct moe_params *p, const struct moe_plan *plan, int n, int gathered,
@@ -66,6 +72,9 @@ static int refusal(const struct moe_params *p, const struct moe_plan *plan, int 
 			 "nccl with cuda)", moe_transport_name(p->transport), moe_backend_name(p->backend));
 	else if (p->transport == MOE_TRANSPORT_NCCL && p->strategy == MOE_STRAT_DWDP)
 		snprintf(reason, len, "dwdp pulls weights with one-sided reads, which nccl does not offer: use ipc");
+	else if (p->strategy == MOE_STRAT_LL && (p->transport == MOE_TRANSPORT_NCCL || p->transport == MOE_TRANSPORT_MPI))
+		snprintf(reason, len, "ll needs a transport that maps peers' memory: shm or ipc (transport %s does not)",
+			 moe_transport_name(p->transport));
 	if (reason[0])
 		return MOE_EXIT_USAGE;
 	if (n > MOE_MAX_RANKS)
@@ -74,6 +83,9 @@ static int refusal(const struct moe_params *p, const struct moe_plan *plan, int 
 		snprintf(reason, len, "strategy %s is not implemented in this build", moe_strategy_name(p->strategy));
 	else if (!moe_backend_find(moe_backend_name(p->backend)))
 		snprintf(reason, len, "backend %s is not built in (CUDA was not found at build time)",
+			 moe_backend_name(p->backend));
+	else if (p->strategy == MOE_STRAT_LL && !ll_backend(moe_backend_find(moe_backend_name(p->backend))))
+		snprintf(reason, len, "backend %s does not implement ll's device-initiated ops in this build",
 			 moe_backend_name(p->backend));
 	else if (p->backend == MOE_BACKEND_CUDA && plan->ngpus == 0)
 		snprintf(reason, len, "backend cuda: no NVIDIA GPU on this machine");

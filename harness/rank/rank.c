@@ -155,6 +155,9 @@ int moe_rank_iteration(struct rank_run *r)
 		MOE_CHECK(moe_phase(ctx, -1));
 	MOE_CHECK(ctx->be->sync(ctx->dev));
 	ctx->phase_us[MOE_PH_done] = moe_now_us() - t0; /* 'done' slot carries the iteration total */
+	int rc = st->collect ? st->collect(ctx) : MOE_OK; /* what the layers counted on the device, untimed */
+	if (rc != MOE_OK)
+		return rc; /* a refusal (MOE_ERR_USAGE) says why in ctx->refused */
 	if (marks) {
 		/* each segment between marks belongs to the phase its first mark opened */
 		for (int i = 0; i + 1 < ctx->nmarks; i++)
@@ -163,8 +166,6 @@ int moe_rank_iteration(struct rank_run *r)
 		ctx->phase_us[MOE_PH_done] = ctx->be->elapsed_us(ctx->dev, 0, ctx->nmarks - 1);
 		ctx->nmarks = -1;
 	}
-	if (st->collect) /* outside any capture, the device synchronised */
-		MOE_CHECK(st->collect(ctx));
 	return MOE_OK;
 }
 
@@ -306,6 +307,8 @@ static int open_case(struct rank_run *r)
 	if ((rc = st->load_weights ? st->load_weights(ctx) : moe_weights_default(ctx)) ||
 	    (rc = moe_rank_alloc_layers(r)) || (rc = st->setup(ctx))) {
 		/* a case that does not fit is a scenario problem, reported before any iteration runs */
+		if (rc == MOE_ERR_USAGE && ctx->refused[0])
+			return moe_rank_send_error(r->boot_fd, "%s", ctx->refused), MOE_EXIT_USAGE;
 		if (rc == MOE_ERR_NOMEM)
 			return moe_rank_send_error(r->boot_fd, "the case does not fit in %s memory (weights and workspaces, %zu "
 						   "bytes of workspace allocated before the failure); use fewer tokens, layers or a "
@@ -336,7 +339,9 @@ static int timed_iterations(struct rank_run *r, struct moe_bytes *bytes)
 		if (it == warm)
 			memset(r->ctr_phase, 0, sizeof(r->ctr_phase));
 		atomic_store(&ctx->status->iter[ctx->rank], it);
-		if ((rc = moe_rank_iteration(r)) != MOE_OK)
+		if ((rc = moe_rank_iteration(r)) == MOE_ERR_USAGE && ctx->refused[0])
+			return moe_rank_send_error(r->boot_fd, "iteration %d: %s", it, ctx->refused), MOE_EXIT_USAGE;
+		if (rc != MOE_OK)
 			return moe_rank_send_error(r->boot_fd, "iteration %d failed in phase %s (status %d)", it,
 						   moe_phase_name(atomic_load(&ctx->status->phase[ctx->rank])), rc),
 			       MOE_EXIT_RANK;

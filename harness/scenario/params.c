@@ -15,7 +15,7 @@
 #define OFF(f) offsetof(struct moe_params, f)
 
 static const char *const w_score[] = {"softmax", "sigmoid", NULL};
-static const char *const w_strategy[] = {"a2a", "agrs", "dwdp", NULL};
+static const char *const w_strategy[] = {"a2a", "agrs", "dwdp", "ll", NULL};
 static const char *const w_partition[] = {"replicate", "leader", "sp", NULL};
 static const char *const w_pad[] = {"mask", "buffer", "zero_token", NULL};
 static const char *const w_expert[] = {"swiglu", "scale", "identity", NULL};
@@ -251,7 +251,8 @@ const struct moe_opt moe_opts[] = {
 	I(topk_groups, "1", 1, 4096, "groups kept by group-limited routing"),
 	I(shared_experts, "0", 0, 64, "shared experts applied to every token"),
 	B(score_before_experts, "false", "apply the routing weight to the input, f(w*x), instead of the output"),
-	E(strategy, "a2a", w_strategy, "a2a (EP all-to-all), agrs (all-gather / reduce-scatter), dwdp (weights fetched)"),
+	E(strategy, "a2a", w_strategy, "a2a (EP all-to-all), agrs (all-gather / reduce-scatter), dwdp (weights fetched), ll (low latency: "
+	  "kernels write rows and signals into peers' buffers, no host round trip; shm or ipc)"),
 	E(partition, "replicate", w_partition, "how a DP group's tokens are shared among its TP ranks"),
 	E(pad, "mask", w_pad, "sp padding: mask, buffer or zero_token"),
 	I(dp, "1", 1, MOE_MAX_DP, "DP groups"),
@@ -259,6 +260,8 @@ const struct moe_opt moe_opts[] = {
 	I(dwdp_size, "0", 0, 4096, "DWDP group size D (0 = all ranks); dwdp needs tp = 1 and ranks a multiple of D"),
 	I(experts_per_worker, "0", 0, 4096, "DWDP: experts held by each rank, W; the layout needs W + (D-1)*P = experts"),
 	I(prefetch_experts, "0", 0, 4096, "DWDP: experts fetched from each peer, P, with 1 <= P <= W"),
+	I(ll_capacity, "0", 0, 1e9, "ll: rows one rank may send one rank per layer (0 = the worst case, never "
+	  "overflows); rows past it are dropped, counted, and the case is refused"),
 	S(tokens, "128", parse_tokens, render_tokens, "tokens per DP group: N, a list N0,N1,..., uniform:A:B or lognormal:MU:SIGMA"),
 	S(routing, "router", parse_routing, render_routing, "router, uniform, balanced, zipf:S, hot:F or trace:FILE"),
 	E(expert, "swiglu", w_expert, "expert function: swiglu, scale ((e+1)*u, exact) or identity (exact)"),

@@ -12,7 +12,7 @@
 #define MOE_PATH_MAX 1024
 
 enum moe_score { MOE_SCORE_SOFTMAX, MOE_SCORE_SIGMOID };
-enum moe_strategy_id { MOE_STRAT_A2A, MOE_STRAT_AGRS, MOE_STRAT_DWDP };
+enum moe_strategy_id { MOE_STRAT_A2A, MOE_STRAT_AGRS, MOE_STRAT_DWDP, MOE_STRAT_LL };
 enum moe_partition { MOE_PART_REPLICATE, MOE_PART_LEADER, MOE_PART_SP };
 enum moe_pad { MOE_PAD_MASK, MOE_PAD_BUFFER, MOE_PAD_ZERO_TOKEN };
 enum moe_expert_kind { MOE_EXPERT_SWIGLU, MOE_EXPERT_SCALE, MOE_EXPERT_IDENTITY };
@@ -56,6 +56,7 @@ struct moe_params {
 	enum moe_pad pad;
 	int64_t dp, tp;
 	int64_t dwdp_size, experts_per_worker, prefetch_experts;
+	int64_t ll_capacity;   /* ll: rows one source may send one destination per layer (0 = the worst case) */
 	struct moe_tokens_spec tokens;
 	struct moe_routing_spec routing;
 	enum moe_expert_kind expert;

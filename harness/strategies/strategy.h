@@ -60,6 +60,7 @@ struct moe_ctx {
 	struct moe_ws_buf *ws; /* every workspace of the case, guarded */
 	int nws;
 	size_t ws_bytes;
+	char refused[512]; /* why a strategy refuses the case (its setup or collect returned MOE_ERR_USAGE) */
 };
 
 /* Weights: the router, bias and shared experts of layer l (replicated on every rank; expert pointer

@@ -17,9 +17,9 @@ done
 J=$(run_json "$OUT/coverage")
 check "coverage has twins for every cross-case invariant" test "$(jget "$J" \
   "sorted(set(i['invariant'] for i in d['invariants'] if len(i['cases'])==2))")" = \
-  "['dwdp_equals_local', 'leader_equals_replicate', 'mask_equals_buffer', 'padding_equals_unpadded', 'repeat_identical']"
+  "['dwdp_equals_local', 'leader_equals_replicate', 'll_equals_a2a', 'mask_equals_buffer', 'padding_equals_unpadded', 'repeat_identical']"
 check "coverage runs two or more layers for every strategy and partition" test "$(jget "$J" \
-  "len(set((c['params']['strategy'],c['params']['partition']) for c in d['cases'] if int(c['params']['layers'])>=2))")" -eq 9
+  "len(set((c['params']['strategy'],c['params']['partition']) for c in d['cases'] if int(c['params']['layers'])>=2))")" -eq 12
 check "coverage runs dwdp with swiglu experts, topk above 8, T < tp and every group empty" test "$(jget "$J" \
   "[any(c['params']['strategy']=='dwdp' and c['params']['expert']=='swiglu' for c in d['cases']), \
     any(int(c['params']['topk'])>8 for c in d['cases']), \

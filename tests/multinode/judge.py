@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Judges a run of every host scenario across two emulated nodes (2 ranks a node, 4 ranks) against the fork
 launcher's run of the same scenarios: each case must be ok with the fork launcher's digests bit for bit and
-its ranks on their nodes, or an error naming the rule (a dwdp or leader/sp TP group that crosses a node),
-or skipped (more ranks than the job has). usage: judge.py FORK_RUN_JSON RUN_JSON NODE_A NODE_B"""
+its ranks on their nodes, or an error naming the rule (a dwdp or leader/sp TP group that crosses a node)
+or saying that ll needs a transport that maps peers' memory, or skipped (more ranks than the job has). usage: judge.py FORK_RUN_JSON RUN_JSON NODE_A NODE_B"""
 import json
 import sys
 
@@ -16,9 +16,14 @@ for c in run["cases"]:
     g = (int(p["dwdp_size"]) or n) if p["strategy"] == "dwdp" else int(p["tp"])
     crosses = (p["strategy"] == "dwdp" or (p["partition"] != "replicate" and int(p["tp"]) > 1)) and g > 2
     want = "skipped" if n > 4 else "error" if crosses else "ok"
+    ll = p["strategy"] == "ll"  # the mpi transport cannot map peers' memory: refused before any rank runs
+    if ll:
+        want = "error"
     if c["verdict"] != want:
         bad.append(f"{c['name']}: {c['verdict']} ({c.get('reason')}), expected {want}")
-    elif want == "error" and not c["reason"].startswith("rule: "):
+    elif ll and "ll needs a transport that maps peers' memory" not in c["reason"]:
+        bad.append(f"{c['name']}: ll refused without saying why: {c['reason']}")
+    elif want == "error" and not ll and not c["reason"].startswith("rule: "):
         bad.append(f"{c['name']}: error without the rule: {c['reason']}")
     elif want == "ok":
         f = fork[c["name"]]

@@ -123,6 +123,32 @@ static void test_missing_report_fails(void **state)
 	json_decref(a);
 }
 
+/* ll on the same layout: the same rows and ids as a2a, plus per layer to each of the 2 ranks its epr = 2
+ * int32 counts and an 8-byte signal, and an 8-byte signal back: 24 bytes a rank, of which the one to itself
+ * is not wire. Rank 0: logical 136 + 48 = 184, wire 68 + 24 = 92; rank 1: 104 + 48 = 152, 52 + 24 = 76. */
+static void test_ll_control_bytes(void **state)
+{
+	(void)state;
+	struct moe_params p = params();
+	p.strategy = MOE_STRAT_LL;
+	json_t *a = json_array();
+	json_array_append_new(a, rank(2, 0, (int64_t[]){1, 0, 0, 1}, (int64_t[]){2, 0, 0, 0}, 2, 2, 184, 92));
+	json_array_append_new(a, rank(2, 1, (int64_t[]){1, 0, 1, 0}, (int64_t[]){0, 0, 1, 1}, 2, 2, 152, 76));
+	assert_null(moe_accounting_check(&p, (int64_t[]){3}, a));
+	json_decref(a);
+	a = ranks(1, 68, 1); /* a2a's figures: the counts and signals are missing */
+	expect_bad(moe_accounting_check(&p, (int64_t[]){3}, a), 0, "logical bytes", 184, 136);
+	json_decref(a);
+	/* two layers (the histograms count both): the rows' 72 bytes, the merge's 64 and the control's 48 a
+	 * layer give rank 0 296 logical bytes; control bytes counted for one layer only fail */
+	p.layers = 2;
+	a = json_array();
+	json_array_append_new(a, rank(4, 0, (int64_t[]){1, 0, 0, 1}, (int64_t[]){2, 0, 0, 0}, 4, 2, 296 - 48, 92));
+	json_array_append_new(a, rank(4, 2, (int64_t[]){1, 0, 1, 0}, (int64_t[]){0, 0, 1, 1}, 4, 2, 152, 76));
+	expect_bad(moe_accounting_check(&p, (int64_t[]){3}, a), 0, "logical bytes", 296, 296 - 48);
+	json_decref(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -131,6 +157,7 @@ int main(void)
 		cmocka_unit_test(test_bytes_and_experts_fail),
 		cmocka_unit_test(test_leader_non_leader_dispatch_fails),
 		cmocka_unit_test(test_missing_report_fails),
+		cmocka_unit_test(test_ll_control_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -106,6 +106,26 @@ static void test_dwdp(void **s)
 	    "dwdp_equals_local", 0, 1);
 }
 
+static void test_ll(void **s)
+{
+	(void)s;
+	run(json_pack("[o,o]", mk("a", "ll", "sp", "mask", "2", "q", 7), mk("b", "a2a", "sp", "mask", "2", "q", 7)),
+	    "ll_equals_a2a", 1, 0);
+	run(json_pack("[o,o]", mk("a", "ll", "sp", "mask", "2", "q", 7), mk("b", "a2a", "sp", "mask", "2", "r", 7)),
+	    "ll_equals_a2a", 0, 1);
+	/* a capacity set on the ll case alone does not change what is computed */
+	json_t *a = mk("a", "ll", "leader", "mask", "2", "q", 7);
+	json_object_set_new(json_object_get(a, "params"), "ll_capacity", json_string("64"));
+	json_t *b = mk("b", "a2a", "leader", "mask", "2", "q", 7);
+	json_object_set_new(json_object_get(b, "params"), "ll_capacity", json_string("0"));
+	run(json_pack("[o,o]", a, b), "ll_equals_a2a", 1, 0);
+	/* another strategy, or another partition, is not compared */
+	run(json_pack("[o,o]", mk("a", "ll", "sp", "mask", "2", "q", 7), mk("b", "agrs", "sp", "mask", "2", "r", 7)),
+	    "ll_equals_a2a", 0, 0);
+	run(json_pack("[o,o]", mk("a", "ll", "sp", "mask", "2", "q", 7), mk("b", "a2a", "leader", "mask", "2", "r", 7)),
+	    "ll_equals_a2a", 0, 0);
+}
+
 static void test_repeat_and_conservation(void **s)
 {
 	(void)s;
@@ -126,7 +146,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_leader), cmocka_unit_test(test_graph), cmocka_unit_test(test_mask_buffer), cmocka_unit_test(test_padding),
-		cmocka_unit_test(test_dwdp), cmocka_unit_test(test_repeat_and_conservation),
+		cmocka_unit_test(test_dwdp), cmocka_unit_test(test_ll), cmocka_unit_test(test_repeat_and_conservation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -163,6 +163,11 @@ static void test_set_double_bool_enum(void **state)
 
 	set_ok(&p, "score", "sigmoid");
 	assert_int_equal(p.score, MOE_SCORE_SIGMOID);
+	set_ok(&p, "strategy", "ll");
+	assert_int_equal(p.strategy, MOE_STRAT_LL);
+	set_ok(&p, "ll_capacity", "12");
+	assert_int_equal(p.ll_capacity, 12);
+	set_bad(&p, "ll_capacity", "-1", "");
 	set_ok(&p, "strategy", "dwdp");
 	assert_int_equal(p.strategy, MOE_STRAT_DWDP);
 	set_ok(&p, "pad", "zero_token");
@@ -170,7 +175,7 @@ static void test_set_double_bool_enum(void **state)
 	set_ok(&p, "transport", "nccl");
 	assert_int_equal(p.transport, MOE_TRANSPORT_NCCL);
 	set_bad(&p, "score", "tanh", "expected one of softmax, sigmoid; got 'tanh'");
-	set_bad(&p, "strategy", "ep", "expected one of a2a, agrs, dwdp; got 'ep'");
+	set_bad(&p, "strategy", "ep", "expected one of a2a, agrs, dwdp, ll; got 'ep'");
 	set_bad(&p, "expert", "relu", "swiglu, scale, identity");
 	set_bad(&p, "backend", "Host", "auto, host, cuda");
 	assert_int_equal(p.score, MOE_SCORE_SIGMOID);
