@@ -32,4 +32,5 @@ extern "C" const struct moe_backend_ops moe_backend_cuda = {
 	cuda_elapsed_us,
 	cuda_mem_total,
 	cuda_spin,
+	moe_cuda_ffn_dev, /* swiglu needs CUTLASS (MOE_ERR_UNSUPPORTED without it); scale and identity always */
 };

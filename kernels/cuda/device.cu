@@ -71,6 +71,9 @@ void cuda_fini(struct moe_dev *d)
 	cudaFree(d->logits);
 	cudaFree(d->ptrs);
 	cudaFree(d->flush);
+	cudaFree(d->ffd);
+	cudaFree(d->gg_args);
+	cudaFree(d->gg_ws);
 	cudaFreeHost(d->hcounts);
 	cudaFreeHost(d->hptrs);
 	cublasDestroy(d->blas);
