@@ -332,6 +332,32 @@ __global__ void count_starts_kernel(const int32_t *counts, int n, int64_t max_ro
 
 static size_t up256(size_t n) { return (n + 255) & ~(size_t)255; }
 
+/* Host counts reach the device inside a launch's parameters (no copy to wait for, no pinned staging). */
+enum { COUNTS_BY_VALUE = 512 };
+struct counts_arg {
+	int32_t c[COUNTS_BY_VALUE];
+};
+
+__global__ void put_counts_kernel(struct counts_arg a, int n, int32_t *dst)
+{
+	int i = blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n)
+		dst[i] = a.c[i];
+}
+
+static int put_counts(struct moe_dev *d, const int64_t *counts, int64_t n, int32_t *dst)
+{
+	struct counts_arg a;
+	for (int64_t j0 = 0; j0 < n; j0 += COUNTS_BY_VALUE) {
+		int m = (int)(n - j0 < COUNTS_BY_VALUE ? n - j0 : COUNTS_BY_VALUE);
+		for (int j = 0; j < m; j++)
+			a.c[j] = (int32_t)counts[j0 + j];
+		put_counts_kernel<<<(m + 255) / 256, 256, 0, d->stream>>>(a, m, dst + j0);
+		LAUNCHED();
+	}
+	return MOE_OK;
+}
+
 #ifdef MOE_HAVE_CUTLASS
 /* The grouped GEMM's operands are 16-byte aligned (TMA): H, F multiples of 8 and aligned weights. */
 static int gg_usable(const struct moe_ffn_cfg *c)
@@ -389,13 +415,8 @@ static int ffn_counted(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe
 	char *sp = (char *)*buf;
 	int64_t *starts = (int64_t *)sp;
 	if (!d_counts) {
-		int32_t *hc = (int32_t *)malloc((size_t)n * 4), *dc = (int32_t *)(sp + up256((size_t)(n + 1) * 8));
-		for (int64_t j = 0; j < n; j++)
-			hc[j] = (int32_t)h_counts[j];
-		/* from pageable memory: the copy has taken the values when it returns, so hc can go */
-		cudaError_t e = cudaMemcpyAsync(dc, hc, (size_t)n * 4, cudaMemcpyHostToDevice, d->stream);
-		free(hc);
-		CU(e);
+		int32_t *dc = (int32_t *)(sp + up256((size_t)(n + 1) * 8));
+		MOE_CHECK(put_counts(d, h_counts, n, dc));
 		d_counts = dc;
 	}
 	count_starts_kernel<<<1, 1024, 0, d->stream>>>(d_counts, (int)n, max_rows, starts);

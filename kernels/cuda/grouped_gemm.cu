@@ -96,11 +96,21 @@ __global__ void gg_setup_kernel(gg_arrays<C> ar, gg_weights wc, int g0, int cnt,
 static size_t up256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 /* Carve the argument arrays of `groups` problems out of one device buffer. */
+/* Buffers are sized for GG_MIN_GROUPS groups and GG_MIN_WS bytes of workspace at least, so that they are
+ * allocated once: a captured graph keeps their addresses, which growing would free. */
+enum { GG_MIN_GROUPS = 4096 };
+static const size_t GG_MIN_WS = (size_t)4 << 20;
+
+template <class C> static size_t gg_args_bytes(size_t g)
+{
+	return 3 * up256(g * sizeof(void *)) + up256(g * sizeof(typename C::SA)) + up256(g * sizeof(typename C::SB)) +
+	       up256(g * sizeof(typename C::SD)) + up256(g * sizeof(typename C::Shape3));
+}
+
 template <class C> static int gg_carve(struct moe_dev *d, int groups, gg_arrays<C> *ar)
 {
 	size_t g = (size_t)groups, ps = up256(g * sizeof(void *));
-	size_t need = 3 * ps + up256(g * sizeof(typename C::SA)) + up256(g * sizeof(typename C::SB)) +
-		      up256(g * sizeof(typename C::SD)) + up256(g * sizeof(typename C::Shape3));
+	size_t need = gg_args_bytes<C>(g > GG_MIN_GROUPS ? g : GG_MIN_GROUPS);
 	MOE_CHECK(cuda_grow(&d->gg_args, &d->gg_args_cap, need));
 	char *p = (char *)d->gg_args;
 	ar->a = (const typename C::T **)p;
@@ -160,7 +170,8 @@ static int gg_run(struct moe_dev *d, int experts, int splits, const int64_t *d_s
 	Gemm gemm;
 	if (gemm.can_implement(args) != cutlass::Status::kSuccess)
 		return MOE_ERR_UNSUPPORTED;
-	MOE_CHECK(cuda_grow(&d->gg_ws, &d->gg_ws_cap, Gemm::get_workspace_size(args) + 256));
+	size_t ws = Gemm::get_workspace_size(args) + 256;
+	MOE_CHECK(cuda_grow(&d->gg_ws, &d->gg_ws_cap, ws > GG_MIN_WS ? ws : GG_MIN_WS));
 	cutlass::Status st = gemm.initialize(args, d->gg_ws, d->stream);
 	if (st == cutlass::Status::kSuccess)
 		st = gemm.run(d->stream);
