@@ -95,7 +95,6 @@ __global__ void gg_setup_kernel(gg_arrays<C> ar, gg_weights wc, int g0, int cnt,
 
 static size_t up256(size_t n) { return (n + 255) & ~(size_t)255; }
 
-/* Carve the argument arrays of `groups` problems out of one device buffer. */
 /* Buffers are sized for GG_MIN_GROUPS groups and GG_MIN_WS bytes of workspace at least, so that they are
  * allocated once: a captured graph keeps their addresses, which growing would free. */
 enum { GG_MIN_GROUPS = 4096 };
@@ -107,6 +106,7 @@ template <class C> static size_t gg_args_bytes(size_t g)
 	       up256(g * sizeof(typename C::SD)) + up256(g * sizeof(typename C::Shape3));
 }
 
+/* Carve the argument arrays of `groups` problems out of one device buffer. */
 template <class C> static int gg_carve(struct moe_dev *d, int groups, gg_arrays<C> *ar)
 {
 	size_t g = (size_t)groups, ps = up256(g * sizeof(void *));
