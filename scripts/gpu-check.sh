@@ -16,7 +16,11 @@ for step in $STEPS; do
       ldd "$M" | grep "not found"
       "$M" topo ;;
     kernels)
-      .carry/bin/test_cuda_kernels 2>&1 | tee "$OUT/kernels.log" | tail -20 ;;
+      .carry/bin/test_cuda_kernels 2>&1 | tee "$OUT/kernels.log" | tail -20
+      if [ -x .carry/bin/test_cuda_grouped ]; then
+        .carry/bin/test_cuda_grouped 2>&1 | tee "$OUT/grouped.log" | tail -20
+        echo "test_cuda_grouped exit ${PIPESTATUS[0]}"
+      fi ;;
     scenarios)
       MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/gpu_scenarios.sh >"$OUT/scenarios.log" 2>&1
       echo "gpu_scenarios exit $?"

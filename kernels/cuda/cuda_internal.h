@@ -39,6 +39,12 @@ struct moe_dev {
 	int capture_failed; /* an op refused inside the capture: capture_end says so */
 	void *ll_scratch; /* ll.cu's workspace: done counters, then bucketing or receive offsets */
 	size_t ll_scratch_bytes;
+	/* experts with device counts (ffn_dev) and the CUTLASS grouped GEMM: their own buffers, so that a captured
+	 * layer's addresses stay valid while other calls grow the shared scratch */
+	void *ffd;
+	size_t ffd_cap;
+	void *gg_args, *gg_ws; /* grouped GEMM problem sizes, pointers, strides; its workspace */
+	size_t gg_args_cap, gg_ws_cap;
 };
 
 #define CU(call)                                                                                   \
@@ -129,6 +135,29 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 	     const float *scale, moe_bf16 *out);
 int cuda_ffn_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int32_t *counts,
 		 int64_t max_rows, const float *scale, moe_bf16 *out);
+
+extern "C" int moe_cuda_ffn_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x,
+				const int32_t *d_counts, int64_t max_rows, const float *d_scale, moe_bf16 *d_out);
+
+/* grouped_gemm.cu (MOE_HAVE_CUTLASS only): group g = s * experts + j multiplies expert j's rows
+ * [d_starts[j], d_starts[j + 1]) of A (K wide, row-major; d_starts in device memory, experts + 1 of them) by
+ * w[g]^T (host array of experts * splits device pointers, each N x K row-major) into columns [s * N, (s + 1) * N)
+ * of D (row stride ldd). avg_rows (a host estimate) picks the tile. MOE_ERR_UNSUPPORTED when the operands are not
+ * 16-byte aligned. Nothing is read back to the host: the launch can be captured. */
+extern "C" int moe_cuda_grouped_gemm(struct moe_dev *d, int experts, int splits, const int64_t *d_starts,
+				     int64_t avg_rows, int64_t n, int64_t k, const moe_bf16 *a,
+				     const moe_bf16 *const *w, moe_bf16 *dd, int64_t ldd);
+extern "C" int moe_cuda_gg_pick(int64_t avg_rows, int64_t n); /* 1 pingpong 64x128x128, 0 cooperative 128x256x64 */
+
+/* TMA needs 16-byte aligned rows and bases. */
+static inline int moe_cuda_gg_aligned(int64_t n, int64_t k, int64_t ldd, const void *a, const void *dd,
+				      const moe_bf16 *const *w, int nw)
+{
+	int ok = n % 8 == 0 && k % 8 == 0 && ldd % 8 == 0 && !((uintptr_t)a & 15) && !((uintptr_t)dd & 15);
+	for (int i = 0; ok && i < nw; i++)
+		ok = !((uintptr_t)w[i] & 15);
+	return ok;
+}
 
 /* ll.cu: the low-latency exchange */
 int cuda_ll_dispatch(struct moe_dev *d, const struct moe_ll_plan *pl, const moe_bf16 *x, int64_t n,

@@ -72,6 +72,9 @@ void cuda_fini(struct moe_dev *d)
 	cudaFree(d->ptrs);
 	cudaFree(d->flush);
 	cudaFree(d->ll_scratch);
+	cudaFree(d->ffd);
+	cudaFree(d->gg_args);
+	cudaFree(d->gg_ws);
 	cudaFreeHost(d->hcounts);
 	cudaFreeHost(d->hptrs);
 	for (int i = 0; i < 5; i++)

@@ -1,20 +1,32 @@
 /* CUDA backend, experts: the expert FFN over rows in expert-major order; the exact modes (scale, identity) as
- * one kernel, SwiGLU as bf16 GEMMs dispatched batched, grouped or one per expert over side streams. */
+ * one kernel, SwiGLU as bf16 GEMMs dispatched batched, grouped or one per expert over side streams, or as
+ * CUTLASS's Hopper grouped GEMM with the row counts on the device (ffn_dev, and unequal host counts). */
 #include "cuda_internal.h"
 
-/* u = bf16(scale[row] * x) (score_before_experts), or x itself. */
-__global__ void scale_rows_kernel(const moe_bf16 *x, const float *scale, int64_t rows, int64_t h, moe_bf16 *out)
+/* Rows a kernel touches: all of them, or the valid ones (*d_total, within the bound) when the counts live on
+ * the device. */
+__device__ static inline int64_t live_rows(int64_t rows, const int64_t *d_total)
 {
-	int64_t n = rows * h;
+	if (!d_total)
+		return rows;
+	int64_t t = *d_total;
+	return t < rows ? t : rows;
+}
+
+/* u = bf16(scale[row] * x) (score_before_experts), or x itself. */
+__global__ void scale_rows_kernel(const moe_bf16 *x, const float *scale, int64_t rows, int64_t h,
+				  const int64_t *d_total, moe_bf16 *out)
+{
+	int64_t n = live_rows(rows, d_total) * h;
 	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
 		out[i] = tobf(scale[i / h] * bf(x[i]));
 }
 
 /* scale / identity experts: out = bf16(f * u) with f = e + 1 or 1 */
 __global__ void exact_ffn_kernel(const moe_bf16 *x, const int64_t *row_expert_start, int nexp, int64_t first, int scale,
-				 int64_t rows, int64_t h, moe_bf16 *out)
+				 int64_t rows, int64_t h, const int64_t *d_total, moe_bf16 *out)
 {
-	int64_t n = rows * h;
+	int64_t n = live_rows(rows, d_total) * h;
 	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		int64_t r = i / h;
 		int lo = 0, hi = nexp - 1; /* the last expert whose first row is <= r */
@@ -33,9 +45,9 @@ __global__ void exact_ffn_kernel(const moe_bf16 *x, const int64_t *row_expert_st
 
 /* act = bf16(silu(g) * u); g and u are the two projections, stored bf16 by the GEMMs (cuBLAS's grouped GEMM
  * has no bf16-in, fp32-out mode) */
-__global__ void swiglu_act_kernel(const moe_bf16 *gu, int64_t rows, int64_t f, moe_bf16 *act)
+__global__ void swiglu_act_kernel(const moe_bf16 *gu, int64_t rows, int64_t f, const int64_t *d_total, moe_bf16 *act)
 {
-	int64_t n = rows * f;
+	int64_t n = live_rows(rows, d_total) * f;
 	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		int64_t r = i / f, c = i % f;
 		float a = bf(gu[r * 2 * f + c]);
@@ -177,7 +189,7 @@ static int exact_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const m
 	MOE_CHECK(rc);
 	exact_ffn_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(u, (const int64_t *)d_starts, (int)c->nexperts,
 								  c->first_expert, c->kind == MOE_FFN_SCALE, rows, H,
-								  out);
+								  NULL, out);
 	LAUNCHED();
 	return MOE_OK;
 }
@@ -226,7 +238,7 @@ static int swiglu_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const 
 		int ldc = pass == 2 ? (int)H : (int)(2 * F);
 		rc = expert_gemms(d, ng, rw, N, Kd, ldc, A, W, C, rows / (c->nexperts ? c->nexperts : 1));
 		if (rc == MOE_OK && pass == (fused ? 0 : 1)) { /* both projections are done */
-			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(gu, rows, F, act);
+			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(gu, rows, F, NULL, act);
 			if (cudaGetLastError() != cudaSuccess)
 				rc = MOE_ERR_SYSTEM;
 		}
@@ -238,6 +250,29 @@ static int swiglu_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const 
 	return rc;
 }
 
+static int ffn_counted(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int32_t *d_counts,
+		       const int64_t *h_counts, int64_t max_rows, const float *scale, moe_bf16 *out, void **buf,
+		       size_t *cap);
+#ifdef MOE_HAVE_CUTLASS
+static int gg_usable(const struct moe_ffn_cfg *c);
+
+/* Host counts through CUTLASS's grouped GEMM: when rows differ between experts and experts are below the
+ * per-expert loop's thousand rows (where cuBLAS's grouped GEMM sat at 35-40 % of dense), or when
+ * MOEBENCH_EXPERT_GEMM=cutlass. Equal rows stay with cuBLAS's batched GEMM, which matches torch there. */
+static int cutlass_wanted(const struct moe_ffn_cfg *c, const int64_t *counts, int64_t rows)
+{
+	const char *mode = getenv("MOEBENCH_EXPERT_GEMM");
+	if (c->kind != MOE_FFN_SWIGLU || !gg_usable(c))
+		return 0;
+	if (mode)
+		return !strcmp(mode, "cutlass");
+	int uniform = 1;
+	for (int64_t j = 1; j < c->nexperts; j++)
+		uniform &= counts[j] == counts[0];
+	return !uniform && rows / c->nexperts < 1024;
+}
+#endif
+
 int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int64_t *counts,
 	     const float *scale, moe_bf16 *out)
 {
@@ -248,6 +283,10 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 		rows += counts[j];
 	if (rows == 0)
 		return MOE_OK;
+#ifdef MOE_HAVE_CUTLASS
+	if (cutlass_wanted(c, counts, rows))
+		return ffn_counted(d, c, x, NULL, counts, rows, scale, out, &d->scratch, &d->scratch_bytes);
+#endif
 	/* scratch: scaled input (bf16), starts per expert, g and u (fp32), act (bf16) */
 	size_t su = scale ? (size_t)rows * H * 2 : 0, ss = ((size_t)c->nexperts + 1) * 8;
 	size_t sg = c->kind == MOE_FFN_SWIGLU ? (size_t)rows * F * 2 : 0;
@@ -256,7 +295,7 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 	char *sp = (char *)d->scratch;
 	const moe_bf16 *u = x;
 	if (scale) {
-		scale_rows_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(x, scale, rows, H, (moe_bf16 *)sp);
+		scale_rows_kernel<<<ew_grid(rows * H), 256, 0, d->stream>>>(x, scale, rows, H, NULL, (moe_bf16 *)sp);
 		LAUNCHED();
 		u = (const moe_bf16 *)sp;
 	}
@@ -268,35 +307,150 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 	return swiglu_experts(d, c, u, counts, rows, gu, act, out);
 }
 
-/* ---- experts with row counts in device memory (ffn_dev) ---- */
+/* ---- experts with row counts on the device (ffn_dev; unequal host counts take it too with CUTLASS) ---- */
 
-/* Scale / identity experts, counts on the device: each block rebuilds the experts' first rows in shared memory,
- * then out = bf16(f * u) as exact_ffn_kernel, with u = bf16(scale[row] * x) as scale_rows_kernel makes it. */
-__global__ void exact_ffn_dev_kernel(const moe_bf16 *x, const int32_t *counts, int nexp, int64_t first, int scale,
-				     const float *rscale, int64_t max_rows, int64_t h, moe_bf16 *out)
+/* starts[0] = 0, starts[j + 1] = min(counts[0] + ... + counts[j], max_rows): one block of 1024 threads scans
+ * 1024 experts at a time. starts[n] is the valid rows' total, which the elementwise kernels read. */
+__global__ void count_starts_kernel(const int32_t *counts, int n, int64_t max_rows, int64_t *starts)
 {
-	extern __shared__ int64_t st[]; /* nexp + 1 */
-	if (threadIdx.x == 0) {
-		st[0] = 0;
-		for (int j = 0; j < nexp; j++)
-			st[j + 1] = st[j] + counts[j];
-	}
-	__syncthreads();
-	int64_t rows = st[nexp] < max_rows ? st[nexp] : max_rows, n = rows * h;
-	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-		int64_t r = i / h;
-		int lo = 0, hi = nexp - 1; /* the last expert whose first row is <= r */
-		while (lo < hi) {
-			int mid = (lo + hi + 1) / 2;
-			if (st[mid] <= r)
-				lo = mid;
-			else
-				hi = mid - 1;
+	__shared__ int64_t s[1024];
+	int t = threadIdx.x;
+	int64_t carry = 0;
+	if (t == 0)
+		starts[0] = 0;
+	for (int base = 0; base < n; base += 1024) {
+		s[t] = base + t < n && counts[base + t] > 0 ? counts[base + t] : 0;
+		__syncthreads();
+		for (int off = 1; off < 1024; off <<= 1) {
+			int64_t add = t >= off ? s[t - off] : 0;
+			__syncthreads();
+			s[t] += add;
+			__syncthreads();
 		}
-		float f = scale ? (float)(first + lo + 1) : 1.0f;
-		float u = rscale ? bf(tobf(rscale[r] * bf(x[i]))) : bf(x[i]);
-		out[i] = tobf(f * u);
+		if (base + t < n)
+			starts[base + t + 1] = carry + s[t] < max_rows ? carry + s[t] : max_rows;
+		carry += s[1023];
+		__syncthreads();
 	}
+}
+
+static size_t up256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* Host counts reach the device inside a launch's parameters (no copy to wait for, no pinned staging). */
+enum { COUNTS_BY_VALUE = 512 };
+struct counts_arg {
+	int32_t c[COUNTS_BY_VALUE];
+};
+
+__global__ void put_counts_kernel(struct counts_arg a, int n, int32_t *dst)
+{
+	int i = blockIdx.x * blockDim.x + threadIdx.x;
+	if (i < n)
+		dst[i] = a.c[i];
+}
+
+static int put_counts(struct moe_dev *d, const int64_t *counts, int64_t n, int32_t *dst)
+{
+	struct counts_arg a;
+	for (int64_t j0 = 0; j0 < n; j0 += COUNTS_BY_VALUE) {
+		int m = (int)(n - j0 < COUNTS_BY_VALUE ? n - j0 : COUNTS_BY_VALUE);
+		for (int j = 0; j < m; j++)
+			a.c[j] = (int32_t)counts[j0 + j];
+		put_counts_kernel<<<(m + 255) / 256, 256, 0, d->stream>>>(a, m, dst + j0);
+		LAUNCHED();
+	}
+	return MOE_OK;
+}
+
+#ifdef MOE_HAVE_CUTLASS
+/* The grouped GEMM's operands are 16-byte aligned (TMA): H, F multiples of 8 and aligned weights. */
+static int gg_usable(const struct moe_ffn_cfg *c)
+{
+	int ok = c->hidden % 8 == 0 && c->ffn % 8 == 0;
+	for (int64_t j = 0; ok && j < c->nexperts; j++)
+		ok = !(((uintptr_t)c->d_w1[j] | (uintptr_t)c->d_w3[j] | (uintptr_t)c->d_w2[j]) & 15);
+	return ok;
+}
+
+/* SwiGLU with two grouped GEMM launches: gate and up together (one problem of width 2F per expert when W1 and
+ * W3 sit back to back, else 2n problems), the activation over the valid rows, then down. */
+static int swiglu_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *u, const int64_t *starts,
+		      int64_t max_rows, moe_bf16 *gu, moe_bf16 *act, moe_bf16 *out)
+{
+	int64_t H = c->hidden, F = c->ffn, n = c->nexperts, avg = max_rows / n;
+	int fused = 1;
+	for (int64_t j = 0; j < n; j++)
+		fused &= c->d_w3[j] == c->d_w1[j] + F * H;
+	const moe_bf16 **w = (const moe_bf16 **)malloc(2 * n * sizeof(void *));
+	for (int64_t j = 0; j < n; j++) {
+		w[j] = c->d_w1[j];
+		w[n + j] = c->d_w3[j];
+	}
+	int rc = moe_cuda_grouped_gemm(d, (int)n, fused ? 1 : 2, starts, avg, fused ? 2 * F : F, H, u, w, gu, 2 * F);
+	free(w);
+	MOE_CHECK(rc);
+	swiglu_act_kernel<<<ew_grid(max_rows * F), 256, 0, d->stream>>>(gu, max_rows, F, starts + n, act);
+	LAUNCHED();
+	return moe_cuda_grouped_gemm(d, (int)n, 1, starts, avg, H, F, act, c->d_w2, out, H);
+}
+#endif
+
+/* The experts over at most max_rows rows with d_counts (int32, device) rows per expert, or h_counts (host) when
+ * d_counts is NULL. Scratch comes from *buf: [starts | counts | scaled input | gate|up | act]. Rows past the
+ * counts' total are not written. */
+static int ffn_counted(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int32_t *d_counts,
+		       const int64_t *h_counts, int64_t max_rows, const float *scale, moe_bf16 *out, void **buf,
+		       size_t *cap)
+{
+	int64_t H = c->hidden, F = c->ffn, n = c->nexperts;
+	if (n <= 0 || max_rows <= 0)
+		return MOE_OK;
+	int swiglu = c->kind == MOE_FFN_SWIGLU;
+#ifdef MOE_HAVE_CUTLASS
+	if (swiglu && !gg_usable(c))
+		return MOE_ERR_UNSUPPORTED;
+#else
+	if (swiglu)
+		return MOE_ERR_UNSUPPORTED; /* no GEMM reads its sizes on the device without CUTLASS */
+#endif
+	size_t ss = up256((size_t)(n + 1) * 8) + up256((size_t)n * 4), su = scale ? up256((size_t)(max_rows * H) * 2) : 0;
+	size_t sg = swiglu ? up256((size_t)(max_rows * F) * 2) : 0;
+	MOE_CHECK(cuda_grow(buf, cap, ss + su + 3 * sg));
+	char *sp = (char *)*buf;
+	int64_t *starts = (int64_t *)sp;
+	if (!d_counts) {
+		int32_t *dc = (int32_t *)(sp + up256((size_t)(n + 1) * 8));
+		MOE_CHECK(put_counts(d, h_counts, n, dc));
+		d_counts = dc;
+	}
+	count_starts_kernel<<<1, 1024, 0, d->stream>>>(d_counts, (int)n, max_rows, starts);
+	LAUNCHED();
+	const moe_bf16 *u = x;
+	if (scale) {
+		scale_rows_kernel<<<ew_grid(max_rows * H), 256, 0, d->stream>>>(x, scale, max_rows, H, starts + n,
+										 (moe_bf16 *)(sp + ss));
+		LAUNCHED();
+		u = (const moe_bf16 *)(sp + ss);
+	}
+	if (!swiglu) {
+		exact_ffn_kernel<<<ew_grid(max_rows * H), 256, 0, d->stream>>>(u, starts, (int)n, c->first_expert,
+									      c->kind == MOE_FFN_SCALE, max_rows, H,
+									      starts + n, out);
+		LAUNCHED();
+		return MOE_OK;
+	}
+#ifdef MOE_HAVE_CUTLASS
+	moe_bf16 *gu = (moe_bf16 *)(sp + ss + su), *act = (moe_bf16 *)(sp + ss + su + 2 * sg);
+	return swiglu_dev(d, c, u, starts, max_rows, gu, act, out);
+#else
+	return MOE_ERR_UNSUPPORTED;
+#endif
+}
+
+extern "C" int moe_cuda_ffn_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x,
+				const int32_t *d_counts, int64_t max_rows, const float *d_scale, moe_bf16 *d_out)
+{
+	return ffn_counted(d, c, x, d_counts, NULL, max_rows, d_scale, d_out, &d->ffd, &d->ffd_cap);
 }
 
 /* SwiGLU experts read the counts on the host for now (cuBLAS takes host problem sizes): a layer using them
@@ -337,23 +491,13 @@ static int swiglu_host_counts(struct moe_dev *d, const struct moe_ffn_cfg *c, co
 	return rc;
 }
 
+/* Experts with device counts: the grouped GEMM's path (device scan of the counts; SwiGLU through CUTLASS where
+ * built), else SwiGLU with the counts read back on the host (not capturable). */
 int cuda_ffn_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, const int32_t *counts,
 		 int64_t max_rows, const float *scale, moe_bf16 *out)
 {
-	if (max_rows <= 0 || c->nexperts <= 0)
-		return MOE_OK;
-	if (c->kind == MOE_FFN_SWIGLU)
+	int rc = moe_cuda_ffn_dev(d, c, x, counts, max_rows, scale, out);
+	if (rc == MOE_ERR_UNSUPPORTED && c->kind == MOE_FFN_SWIGLU)
 		return swiglu_host_counts(d, c, x, counts, max_rows, scale, out);
-	int64_t n = max_rows * c->hidden;
-	unsigned grid = ew_grid(n) < 4096 ? ew_grid(n) : 4096; /* each block sums the counts once */
-	size_t shm = ((size_t)c->nexperts + 1) * sizeof(int64_t);
-	if (shm > 48 * 1024) {
-		moe_err("cuda ffn_dev: %lld experts in one call, more than the exact kernel's shared memory holds",
-			(long long)c->nexperts);
-		return MOE_ERR_UNSUPPORTED;
-	}
-	exact_ffn_dev_kernel<<<grid, 256, shm, d->stream>>>(x, counts, (int)c->nexperts, c->first_expert,
-							   c->kind == MOE_FFN_SCALE, scale, max_rows, c->hidden, out);
-	LAUNCHED();
-	return MOE_OK;
+	return rc;
 }

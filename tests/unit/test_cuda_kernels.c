@@ -141,8 +141,8 @@ static void test_ffn(enum moe_ffn_kind kind, int64_t hdim, int64_t f, int64_t ne
 	void *dx = up(x, (size_t)(rows * hdim) * 2 + 2), *dsc = up(sc, (size_t)rows * 4 + 4);
 	void *dout = C->alloc(cd, (size_t)(rows * hdim) * 2 + 2);
 	/* every way of running the expert GEMMs (the default picks by the counts) */
-	const char *modes[] = {NULL, "batched", "grouped", "loop"};
-	for (int mi = 0; mi < (kind == MOE_FFN_SWIGLU ? 4 : 1); mi++) {
+	const char *modes[] = {NULL, "batched", "grouped", "loop", "cutlass"}; /* cutlass: cuBLAS when not built */
+	for (int mi = 0; mi < (kind == MOE_FFN_SWIGLU ? 5 : 1); mi++) {
 		if (modes[mi])
 			setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
 		else
