@@ -11,6 +11,7 @@ cp "$B/moebench" .carry/bin/
 cp scripts/torch_anchor.py .carry/scripts/
 [ -x "$B/tests/test_cuda_kernels" ] && cp "$B/tests/test_cuda_kernels" .carry/bin/
 [ -x "$B/tests/test_cuda_grouped" ] && cp "$B/tests/test_cuda_grouped" .carry/bin/
+[ -x "$B/tests/test_cuda_ll" ] && cp "$B/tests/test_cuda_ll" .carry/bin/
 # the CUTLASS grouped GEMM is header-only: nothing to carry, but say whether this build has it
 grep -q '^MOE_HAVE_CUTLASS:INTERNAL=ON' "$B/CMakeCache.txt" 2>/dev/null &&
   echo "gpu-bundle: $B has the CUTLASS grouped GEMM" >&2 || echo "gpu-bundle: $B has no CUTLASS grouped GEMM" >&2

@@ -17,6 +17,10 @@ for step in $STEPS; do
       "$M" topo ;;
     kernels)
       .carry/bin/test_cuda_kernels 2>&1 | tee "$OUT/kernels.log" | tail -20
+      if [ -x .carry/bin/test_cuda_ll ]; then
+        .carry/bin/test_cuda_ll 2>&1 | tee "$OUT/ll-unit.log" | tail -20
+        echo "test_cuda_ll exit ${PIPESTATUS[0]}"
+      fi
       if [ -x .carry/bin/test_cuda_grouped ]; then
         .carry/bin/test_cuda_grouped 2>&1 | tee "$OUT/grouped.log" | tail -20
         echo "test_cuda_grouped exit ${PIPESTATUS[0]}"
@@ -25,6 +29,11 @@ for step in $STEPS; do
       MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/gpu_scenarios.sh >"$OUT/scenarios.log" 2>&1
       echo "gpu_scenarios exit $?"
       grep -v "^ok" "$OUT/scenarios.log" | tail -40 ;;
+    ll)
+      # every shipped scenario with strategy = ll on the GPU, eager and captured (graph = on)
+      MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e timeout "${LL_TIMEOUT:-400}" bash tests/e2e/gpu_ll.sh >"$OUT/ll.log" 2>&1
+      echo "gpu_ll exit $?"
+      grep -v "^ok" "$OUT/ll.log" | tail -30 ;;
     layouts)
       # every T >= 0 at every small dp x tp, strategy, partition and pad mode, ranks sharing the GPU through ipc
       BACKEND=cuda MOEBENCH=$M SRC=$PWD WORK=/tmp/gpu-e2e bash tests/e2e/layouts.sh >"$OUT/layouts.log" 2>&1

@@ -89,7 +89,6 @@ size_t cuda_bucket_scratch(int64_t m, int64_t nb)
 int cuda_bucket_dev(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
 		    void *scratch, int32_t *pos, int64_t *total, int64_t *start)
 {
-	MOE_CHECK(cuda_refuse_in_capture(d, "bucket (its counts go to the host)"));
 	int chunks = (int)((m + BK_CHUNK - 1) / BK_CHUNK);
 	if (chunks == 0) { /* nothing to place: the sizes and bases are zeros, still in stream order */
 		CU(cudaMemsetAsync(total, 0, (size_t)nb * sizeof(int64_t), d->stream));
@@ -110,6 +109,7 @@ int cuda_bucket_dev(struct moe_dev *d, const int32_t *key, int64_t m, int32_t of
 int cuda_bucket(struct moe_dev *d, const int32_t *key, int64_t m, int32_t off, int32_t div, int64_t nb,
 		int64_t *counts, int32_t *pos)
 {
+	MOE_CHECK(cuda_refuse_in_capture(d, "bucket (its counts go to the host)"));
 	if (m == 0) {
 		memset(counts, 0, (size_t)nb * sizeof(int64_t));
 		return MOE_OK;
