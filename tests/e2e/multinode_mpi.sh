@@ -12,7 +12,8 @@ mpi_skip
 # the remote run leaves the oracle off: its outputs are held bit for bit to the fork launcher's, which
 # passed it (reference.bash says why that verifies them); the planted-fault runs below keep it on
 mn_reference >"$OUT/ref.txt"
-check "the fork launcher's oracle-checked reference ($(cat "$OUT/ref.txt"))" test $? -eq 0
+rc=$? # taken first: the $(...) in check's description would reset $?
+check "the fork launcher's oracle-checked reference ($(cat "$OUT/ref.txt"))" test "$rc" -eq 0
 mpirun2 2 "$MOEBENCH" run "${MN_SCEN[@]}" "${MN_QUICK[@]}" --check off --out "$OUT/mpi" >"$OUT/mpi.out" 2>&1
 rc=$?
 J=$(run_json "$OUT/mpi")
@@ -20,7 +21,8 @@ check "mpirun run: exit 2, for the groups that cross a node (got $rc)" test "$rc
 check "mpirun run wrote run.json" test -s "$J"
 
 python3 "$SRC/tests/multinode/judge.py" "$MN_REF" "$J" nodea nodeb >"$OUT/compare.txt"
-check "every case: fork digests bit for bit, or the rule, or too many ranks ($(head -1 "$OUT/compare.txt"))" test $? -eq 0
+rc=$?
+check "every case: fork digests bit for bit, or the rule, or too many ranks ($(head -1 "$OUT/compare.txt"))" test "$rc" -eq 0
 check "env: launcher, MPI library, nodes and ranks per node" test "$(jget "$J" \
   "(d['env']['launch']['launcher'], d['env']['launch']['nodes'], d['env']['launch']['ranks_per_node'], d['env']['launch']['mpi_library'][:7])")" = "('openmpi', ['nodea', 'nodeb'], [2, 2], 'Open MP')"
 check "wire bytes split: an a2a case sends both within and across nodes" test "$(jget "$J" \

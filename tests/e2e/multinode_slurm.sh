@@ -22,7 +22,8 @@ check "a 2-node Slurm cluster comes up" slurm_up
 # the oracle stays off in the srun run: its outputs are held bit for bit to the fork launcher's
 # oracle-checked ones (reference.bash says why that verifies them); the planted crash below keeps it on
 mn_reference >"$OUT/ref.txt"
-check "the fork launcher's oracle-checked reference ($(cat "$OUT/ref.txt"))" test $? -eq 0
+rc=$? # taken first: the $(...) in check's description would reset $?
+check "the fork launcher's oracle-checked reference ($(cat "$OUT/ref.txt"))" test "$rc" -eq 0
 timeout 240 srun -N2 -n4 --mpi=pmix "$MOEBENCH" run "${MN_SCEN[@]}" "${MN_QUICK[@]}" --check off --out "$OUT/srun" \
   >"$OUT/srun.out" 2>&1
 rc=$?
@@ -32,7 +33,8 @@ check "srun -N2 -n4 --mpi=pmix moebench run (every host scenario): exit 2, for t
 check "run.json: the slurm launcher, nodes n1 and n2 with 2 ranks each" test "$(jget "$J" \
   "(d['env']['launch']['launcher'], d['env']['launch']['nodes'], d['env']['launch']['ranks_per_node'])")" = "('slurm', ['n1', 'n2'], [2, 2])"
 python3 "$SRC/tests/multinode/judge.py" "$MN_REF" "$J" n1 n2 >"$OUT/compare.txt"
-check "every case: fork digests bit for bit, or the rule, or too many ranks ($(head -1 "$OUT/compare.txt"))" test $? -eq 0
+rc=$?
+check "every case: fork digests bit for bit, or the rule, or too many ranks ($(head -1 "$OUT/compare.txt"))" test "$rc" -eq 0
 # a crash on n2 ends the job through srun (MPI_Abort), the finished case kept
 printf '[global]\nmodel = qwen3-debug\nexpert = scale\niters = 2\nwarmup = 0\n[first]\ndp = 2\ntokens = 64\n[second]\ndp = 4\ntokens = 64\n' >"$OUT/two.ini"
 timeout 60 srun -N2 -n4 --mpi=pmix "$MOEBENCH" run "$OUT/two.ini" --out "$OUT/srun-crash" --inject-fault 3:dispatch:crash \
