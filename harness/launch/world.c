@@ -243,6 +243,29 @@ out:
 	return s;
 }
 
+/* Wait for a collective without spinning: a rank outside the case, or one that finished its share, waits
+ * for the others here, and on a node with more ranks than cores (CI) a busy wait takes their cores. The
+ * sleep grows to 1 ms, so a case starts at most about that late. The communicator's error handler is
+ * MPI's default (errors are fatal), so MPI_Test returns only with the request done or still pending. */
+static void wait_idle(MPI_Request *req)
+{
+	int done = 0;
+	for (long ns = 20000; MPI_Test(req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done;
+	     ns = MOE_MIN(2 * ns, 1000000)) {
+		struct timespec ts = {0, ns};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Rank 0 names the next case (or GO_STOP) to every rank. Every rank, root included, uses the nonblocking
+ * call: MPI does not match a blocking collective with a nonblocking one. */
+static void bcast_go(struct moe_world *w, int *go)
+{
+	MPI_Request req;
+	MPI_Ibcast(go, 1, MPI_INT, 0, w->ctl, &req);
+	wait_idle(&req);
+}
+
 /* Every rank: the case's communicator, its share, and its report gathered to rank 0 (NULL elsewhere). */
 static char **run_everywhere(struct moe_world *w, const struct moe_case *c, const struct moe_run_opts *o)
 {
@@ -270,7 +293,9 @@ static char **run_everywhere(struct moe_world *w, const struct moe_case *c, cons
 		lens = moe_xcalloc((size_t)w->size, sizeof(int));
 		displs = moe_xcalloc((size_t)w->size, sizeof(int));
 	}
-	MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, w->ctl);
+	MPI_Request req;
+	MPI_Igather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, w->ctl, &req);
+	wait_idle(&req);
 	if (w->rank == 0) {
 		size_t tot = 0;
 		for (int r = 0; r < w->size; r++) {
@@ -389,7 +414,7 @@ int moe_world_case(struct moe_world *w, const struct moe_case *c, struct moe_pla
 		clock_gettime(CLOCK_REALTIME, &now);
 		json_object_set_new(w->launch, "first_case_ready_unix", json_real((double)now.tv_sec + now.tv_nsec * 1e-9));
 	}
-	MPI_Bcast(&go, 1, MPI_INT, 0, w->ctl);
+	bcast_go(w, &go);
 	char **texts = run_everywhere(w, c, o);
 	json_t **reports = moe_xcalloc((size_t)n, sizeof(json_t *));
 	g = (struct moe_gathered){.reports = reports, .reason = why};
@@ -421,7 +446,7 @@ static void follow(struct moe_world *w, const struct moe_run_opts *o)
 {
 	for (;;) {
 		int go = GO_STOP;
-		MPI_Bcast(&go, 1, MPI_INT, 0, w->ctl);
+		bcast_go(w, &go); /* while rank 0 judges and writes the last case */
 		if (go < 0 || go >= w->ncases)
 			return;
 		run_everywhere(w, &w->cases[go], o);
@@ -464,7 +489,7 @@ int moe_world_run(int argc, char **argv, struct moe_run_opts *o, struct moe_case
 		o->world = w;
 		rc = run(argc, argv, o, cases);
 		int stop = GO_STOP;
-		MPI_Bcast(&stop, 1, MPI_INT, 0, w->ctl);
+		bcast_go(w, &stop);
 	} else {
 		follow(w, o);
 		rc = MOE_EXIT_OK;

@@ -15,23 +15,26 @@ unset OMPI_MCA_plm_rsh_agent
 . "$SRC/tests/multinode/slurm2.bash"
 trap slurm_down EXIT
 
+. "$SRC/tests/multinode/reference.bash"
+
 start=$(date +%s.%N)
 check "a 2-node Slurm cluster comes up" slurm_up
-SCEN=() # every shipped host scenario, as the mpirun test runs them
-for f in "$SRC"/scenarios/*.ini; do
-  case $(basename "$f") in bench-gpu.ini | bench-multigpu.ini) ;; *) SCEN+=("$f") ;; esac
-done
-QUICK=(--iters 1 --warmup 0 --backend host -q)
-"$MOEBENCH" run "${SCEN[@]}" "${QUICK[@]}" --check off --out "$OUT/fork" >"$OUT/fork.out" 2>&1
-timeout 240 srun -N2 -n4 --mpi=pmix "$MOEBENCH" run "${SCEN[@]}" "${QUICK[@]}" --out "$OUT/srun" >"$OUT/srun.out" 2>&1
+# the oracle stays off in the srun run: its outputs are held bit for bit to the fork launcher's
+# oracle-checked ones (reference.bash says why that verifies them); the planted crash below keeps it on
+mn_reference >"$OUT/ref.txt"
+rc=$? # taken first: the $(...) in check's description would reset $?
+check "the fork launcher's oracle-checked reference ($(cat "$OUT/ref.txt"))" test "$rc" -eq 0
+timeout 240 srun -N2 -n4 --mpi=pmix "$MOEBENCH" run "${MN_SCEN[@]}" "${MN_QUICK[@]}" --check off --out "$OUT/srun" \
+  >"$OUT/srun.out" 2>&1
 rc=$?
 J=$(run_json "$OUT/srun")
 check "srun -N2 -n4 --mpi=pmix moebench run (every host scenario): exit 2, for the groups that cross a node (got $rc)" \
   test "$rc" -eq 2
 check "run.json: the slurm launcher, nodes n1 and n2 with 2 ranks each" test "$(jget "$J" \
   "(d['env']['launch']['launcher'], d['env']['launch']['nodes'], d['env']['launch']['ranks_per_node'])")" = "('slurm', ['n1', 'n2'], [2, 2])"
-python3 "$SRC/tests/multinode/judge.py" "$(run_json "$OUT/fork")" "$J" n1 n2 >"$OUT/compare.txt"
-check "every case: fork digests bit for bit, or the rule, or too many ranks ($(head -1 "$OUT/compare.txt"))" test $? -eq 0
+python3 "$SRC/tests/multinode/judge.py" "$MN_REF" "$J" n1 n2 >"$OUT/compare.txt"
+rc=$?
+check "every case: fork digests bit for bit, or the rule, or too many ranks ($(head -1 "$OUT/compare.txt"))" test "$rc" -eq 0
 # a crash on n2 ends the job through srun (MPI_Abort), the finished case kept
 printf '[global]\nmodel = qwen3-debug\nexpert = scale\niters = 2\nwarmup = 0\n[first]\ndp = 2\ntokens = 64\n[second]\ndp = 4\ntokens = 64\n' >"$OUT/two.ini"
 timeout 60 srun -N2 -n4 --mpi=pmix "$MOEBENCH" run "$OUT/two.ini" --out "$OUT/srun-crash" --inject-fault 3:dispatch:crash \
@@ -42,10 +45,14 @@ check "srun crash: the first case kept, the second an error" test "$(jget "$(run
   "[c['verdict'] for c in d['cases']]")" = "['ok', 'error']"
 slurm_down
 trap - EXIT
-# (a step daemon's zombie waits for this container's init to reap it: not running, not counted)
+# this cluster's daemons and ranks only (other clusters may run on the machine: their SLURM_CONF differs);
+# a step daemon's zombie waits for this container's init to reap it: not running, not counted
+ours() { tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$SLURM_CONF"; }
 none_left() {
-  local n
-  for n in slurmctld slurmd slurmstepd; do pgrep -r R,S,D,T -x $n >/dev/null && return 1; done
+  local n p
+  for n in slurmctld slurmd slurmstepd; do
+    for p in $(pgrep -r R,S,D,T -x $n); do ours "$p" && return 1; done
+  done
   ! pgrep -f -- "$OUT/srun" >/dev/null
 }
 check "no Slurm daemon or moebench rank left" none_left

@@ -21,9 +21,14 @@ slurm_down() {
 slurm_conf() {
   local host base=$((20000 + ($$ % 2000) * 4))
   host=$(hostname)
+  # job ids of its own: every cluster would start at job 1 on nodes n1 and n2, and Open MPI names its
+  # shared-memory segments (/dev/shm, shared by every cluster on this machine) after node and job, so two
+  # clusters running at once (two suites) would map each other's segments
+  local first_job=$((1000 + (RANDOM << 10 | $$ % 1024)))
   mkdir -p "$SL_DIR/state" "$SL_DIR/tmp-n1" "$SL_DIR/tmp-n2"
   cat >"$SLURM_CONF" <<EOF
 ClusterName=moebench
+FirstJobId=$first_job
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$base
 SlurmdPort=$((base + 1))
