@@ -267,6 +267,15 @@ void moe_torch_anchor_ratios(json_t *cal, FILE *out)
 		double b = best_mode(cal, k, mode, sizeof(mode));
 		if (b > 0 && t > 0)
 			fprintf(out, "; moebench's best mode (%s) %.1f: %.2f", mode, b, b / t);
+		/* what a run's expert phase picks by itself: the figure that must not fall behind torch's */
+		const char *g = strstr(k, "_grouped_TFLOPs");
+		if (g && t > 0 && !strncmp(k, "experts_", 8)) {
+			char ak[256];
+			snprintf(ak, sizeof(ak), "%.*s_auto_TFLOPs", (int)(g - k), k);
+			json_t *a = json_object_get(cal, ak);
+			if (json_is_number(a))
+				fprintf(out, "; auto %.1f: %.2f", json_number_value(a), json_number_value(a) / t);
+		}
 		fputc('\n', out);
 	}
 	const char *ek;

@@ -166,6 +166,6 @@ const struct moe_strategy_ops moe_strategy_a2a = {
 	.setup = a2a_setup,
 	.layer = a2a_layer,
 	.teardown = a2a_teardown,
-	.no_graph = "a2a exchanges its per-rank counts through the host and sizes its all-to-alls from them "
-		    "inside every layer",
+	.no_graph = "its layer reads the per-peer row counts back to the host (bucket) and exchanges them through host "
+		    "transport calls before the rows move",
 };

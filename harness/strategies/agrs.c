@@ -149,5 +149,6 @@ const struct moe_strategy_ops moe_strategy_agrs = {
 	.setup = agrs_setup,
 	.layer = agrs_layer,
 	.teardown = agrs_teardown,
-	.no_graph = "agrs reads its bucket counts back to the host inside every layer: they size its expert GEMMs",
+	.no_graph = "its layer buckets rows with host counts (a device-to-host copy) and moves them through "
+		    "host-driven transport calls",
 };

@@ -278,6 +278,6 @@ const struct moe_strategy_ops moe_strategy_dwdp = {
 	.load_weights = dwdp_load_weights,
 	.layer = dwdp_layer,
 	.teardown = dwdp_teardown,
-	.no_graph = "dwdp waits on the host for its helper thread's weight fetch and reads its bucket counts back "
-		    "inside every layer",
+	.no_graph = "its layer waits on the host thread that fetches peer weights, and sizes its expert calls "
+		    "with host counts",
 };

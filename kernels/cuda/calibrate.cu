@@ -312,14 +312,20 @@ static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench 
 	double same = flops / (ms * 1e-3) / 1e12;
 	fprintf(out, "experts_%s_dense_TFLOPs\t%.1f\t%.0f%%\t# the same FLOPs as one dense layer: %lld rows through one expert, cublasGemmEx per projection + act (%.2f ms)\n",
 		sh->name, same, 100 * same / dense, (long long)R, ms);
-	const char *modes[] = {"grouped", "loop", "batched", "cutlass"};
+	/* auto: what a run's expert phase picks by itself (MOEBENCH_EXPERT_GEMM unset) */
+	/* timed last, after every mode has run once (the first timed mode of a shape read low on the H200) */
 #ifdef MOE_HAVE_CUTLASS
-	int nmodes = 4;
+	const char *modes[] = {"grouped", "loop", "batched", "cutlass", "auto"};
+	int nmodes = 5;
 #else
-	int nmodes = 3;
+	const char *modes[] = {"grouped", "loop", "batched", "auto"};
+	int nmodes = 4;
 #endif
 	for (int mi = 0; mi < nmodes; mi++) {
-		setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
+		if (!strcmp(modes[mi], "auto"))
+			unsetenv("MOEBENCH_EXPERT_GEMM");
+		else
+			setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
 		ms = time_ms(d->stream, t, 10, b_ffn, &y);
 		double tf = flops / (ms * 1e-3) / 1e12;
 		fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows%s, H %lld, F %lld: gate|up + act + down (%.2f ms; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",

@@ -134,6 +134,8 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, in
  * more (GPU-HOST.md; calibrate measures it at 94-99 % of a dense layer of the same FLOPs, within 5 % of the
  * batched GEMM); below that, one batched GEMM when every expert has the same rows (1.25-1.9x the others
  * there), else cuBLAS's grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
+#define MOE_BIG_EXPERT (8ll << 20) /* H x F elements from which an expert counts as large */
+
 static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldc, const void *const *A,
 			const void *const *W, void *const *C, int64_t avg_rows)
 {
@@ -256,9 +258,7 @@ static int ffn_counted(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe
 #ifdef MOE_HAVE_CUTLASS
 static int gg_usable(const struct moe_ffn_cfg *c);
 
-/* Host counts through CUTLASS's grouped GEMM: when rows differ between experts and experts are below the
- * per-expert loop's thousand rows (where cuBLAS's grouped GEMM sat at 35-40 % of dense), or when
- * MOEBENCH_EXPERT_GEMM=cutlass. Equal rows stay with cuBLAS's batched GEMM, which matches torch there. */
+/* Host counts through CUTLASS's grouped GEMM (or when MOEBENCH_EXPERT_GEMM=cutlass): see below for when. */
 static int cutlass_wanted(const struct moe_ffn_cfg *c, const int64_t *counts, int64_t rows)
 {
 	const char *mode = getenv("MOEBENCH_EXPERT_GEMM");
@@ -266,10 +266,13 @@ static int cutlass_wanted(const struct moe_ffn_cfg *c, const int64_t *counts, in
 		return 0;
 	if (mode)
 		return !strcmp(mode, "cutlass");
+	/* measured on the H200 (docs/PERFORMANCE.md): below a thousand rows an expert it beats cuBLAS's grouped GEMM
+	 * for unequal rows, and cuBLAS's batched GEMM for equal rows of small experts (Qwen3's 2048 x 768); unequal
+	 * rows always take it, so that ffn and ffn_dev (which has no other GEMM) compute the same bits */
 	int uniform = 1;
 	for (int64_t j = 1; j < c->nexperts; j++)
 		uniform &= counts[j] == counts[0];
-	return !uniform && rows / c->nexperts < 1024;
+	return rows / c->nexperts < 1024 && (!uniform || c->hidden * c->ffn < MOE_BIG_EXPERT);
 }
 #endif
 

@@ -21,14 +21,16 @@ int cuda_refuse_in_capture(struct moe_dev *d, const char *op)
 	return MOE_ERR_UNSUPPORTED;
 }
 
-/* cuBLAS on stream `side` (-1: the backend stream), with that stream's workspace once capture made them:
- * cublasSetStream resets the workspace to cuBLAS's pool, which a capture must not allocate from. */
+/* cuBLAS on stream `side` (-1: the backend stream), with that stream's own workspace: cublasSetStream resets
+ * the workspace to cuBLAS's pool, which a capture must not allocate from (capture_begin makes them all first). */
 int cuda_blas_stream(struct moe_dev *d, int side)
 {
 	CB(cublasSetStream(d->blas, side < 0 ? d->stream : d->side[side]));
-	void *ws = d->blas_ws[side + 1];
-	if (ws)
-		CB(cublasSetWorkspace(d->blas, ws, BLAS_WS_BYTES));
+	/* a workspace of its own per stream, eager or captured: GEMMs on the side streams run at once, and one
+	 * shared workspace (split-K) would race between them */
+	if (!d->blas_ws[side + 1])
+		CU(cudaMalloc(&d->blas_ws[side + 1], BLAS_WS_BYTES));
+	CB(cublasSetWorkspace(d->blas, d->blas_ws[side + 1], BLAS_WS_BYTES));
 	return MOE_OK;
 }
 
