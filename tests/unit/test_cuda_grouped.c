@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "gpu_test.h"
 #include "rng.h"
 
 #ifdef MOE_HAVE_CUTLASS
@@ -14,36 +15,7 @@ int moe_cuda_grouped_gemm(struct moe_dev *d, int experts, int splits, const int6
 			  int64_t n, int64_t k, const moe_bf16 *a, const moe_bf16 *const *w, moe_bf16 *dd, int64_t ldd);
 #endif
 
-static int failures;
-#define EXPECT(cond, ...)                                                  \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
-
-static const struct moe_backend_ops *H, *C;
-static struct moe_dev *hd, *cd;
-
 static float rnd(uint64_t i, uint64_t salt) { return (float)(2.0 * moe_rng_unit(77, 21, 0, salt, i) - 1.0); }
-
-static void *up(const void *h, size_t n)
-{
-	void *d = C->alloc(cd, n);
-	C->h2d(cd, d, h, n);
-	return d;
-}
-
-static void *down(const void *d, size_t n)
-{
-	void *h = malloc(n ? n : 1);
-	C->d2h(cd, h, d, n);
-	C->sync(cd);
-	return h;
-}
 
 static moe_bf16 *random_bf16(int64_t n, uint64_t salt, float scale)
 {

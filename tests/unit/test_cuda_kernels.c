@@ -7,37 +7,10 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "gpu_test.h"
 #include "rng.h"
 
-static int failures;
-#define EXPECT(cond, ...)                                                  \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
-
-static const struct moe_backend_ops *H, *C;
-static struct moe_dev *hd, *cd;
-
 static float rnd(uint64_t i, uint64_t salt) { return (float)(2.0 * moe_rng_unit(99, 20, 0, salt, i) - 1.0); }
-
-static void *up(const void *h, size_t n)
-{
-	void *d = C->alloc(cd, n);
-	C->h2d(cd, d, h, n);
-	return d;
-}
-
-static void *down(const void *d, size_t n)
-{
-	void *h = malloc(n ? n : 1);
-	C->d2h(cd, h, d, n);
-	return h;
-}
 
 static void test_bucket_and_moves(int64_t m, int64_t nb, int64_t h)
 {

@@ -9,23 +9,10 @@
 
 #include "cuda_iface.h"
 #include "kernels.h"
+#include "gpu_test.h"
 #include "rng.h"
 
-static int failures;
-#define EXPECT(cond, ...)                                                  \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			failures++;                                        \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-			fprintf(stderr, __VA_ARGS__);                      \
-			fputc('\n', stderr);                               \
-		}                                                          \
-	} while (0)
-
 #define MAXR 4
-
-static const struct moe_backend_ops *C;
-static struct moe_dev *cd;
 
 struct ll_case {
 	int R;
@@ -48,29 +35,6 @@ struct rank {
 	int32_t *hidx;
 	float *hw;
 };
-
-static void *dalloc(size_t n)
-{
-	void *p = C->alloc(cd, n ? n : 16);
-	C->memset(cd, p, 0, n ? n : 16);
-	return p;
-}
-
-static void *up(const void *h, size_t n)
-{
-	void *d = dalloc(n);
-	if (n)
-		C->h2d(cd, d, h, n);
-	return d;
-}
-
-static void *down(const void *d, size_t n)
-{
-	void *h = malloc(n ? n : 1);
-	if (n)
-		C->d2h(cd, h, d, n);
-	return h;
-}
 
 /* The pointer tables every plan reads: entry q of each is rank q's buffer (one process: the same addresses). */
 static void make_plans(const struct ll_case *c, struct rank *rk, void **tabs)
