@@ -313,25 +313,33 @@ static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench 
 	fprintf(out, "experts_%s_dense_TFLOPs\t%.1f\t%.0f%%\t# the same FLOPs as one dense layer: %lld rows through one expert, cublasGemmEx per projection + act (%.2f ms)\n",
 		sh->name, same, 100 * same / dense, (long long)R, ms);
 	/* auto: what a run's expert phase picks by itself (MOEBENCH_EXPERT_GEMM unset) */
-	/* timed last, after every mode has run once (the first timed mode of a shape read low on the H200) */
+	/* the modes take turns, round after round, and each reports its median round: a mode timed right after
+	 * another (or first, or last) no longer inherits what the clocks did then; auto is what a run picks */
 #ifdef MOE_HAVE_CUTLASS
 	const char *modes[] = {"grouped", "loop", "batched", "cutlass", "auto"};
-	int nmodes = 5;
+	enum { NMODES = 5 };
 #else
 	const char *modes[] = {"grouped", "loop", "batched", "auto"};
-	int nmodes = 4;
+	enum { NMODES = 4 };
 #endif
-	for (int mi = 0; mi < nmodes; mi++) {
-		if (!strcmp(modes[mi], "auto"))
-			unsetenv("MOEBENCH_EXPERT_GEMM");
-		else
-			setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
-		ms = time_ms(d->stream, t, 10, b_ffn, &y);
+	enum { ROUNDS = 3 };
+	float r_ms[NMODES][ROUNDS];
+	for (int round = 0; round < ROUNDS; round++)
+		for (int mi = 0; mi < NMODES; mi++) {
+			if (!strcmp(modes[mi], "auto"))
+				unsetenv("MOEBENCH_EXPERT_GEMM");
+			else
+				setenv("MOEBENCH_EXPERT_GEMM", modes[mi], 1);
+			r_ms[mi][round] = time_ms(d->stream, t, 10, b_ffn, &y);
+		}
+	for (int mi = 0; mi < NMODES; mi++) {
+		float *v = r_ms[mi]; /* the median of three */
+		ms = v[0] > v[1] ? (v[1] > v[2] ? v[1] : v[0] > v[2] ? v[2] : v[0]) : (v[0] > v[2] ? v[0] : v[1] > v[2] ? v[2] : v[1]);
 		double tf = flops / (ms * 1e-3) / 1e12;
-		fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows%s, H %lld, F %lld: gate|up + act + down (%.2f ms; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",
+		fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows%s, H %lld, F %lld: gate|up + act + down (%.2f ms, the median of %d rounds taken in turn with the other modes; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",
 			sh->name, modes[mi], tf, 100 * tf / dense, 100 * tf / same, (long long)sh->ne,
 			(long long)sh->rows, sh->unequal ? " on average (unequal)" : "", (long long)sh->h,
-			(long long)sh->f, ms);
+			(long long)sh->f, ms, ROUNDS);
 	}
 	unsetenv("MOEBENCH_EXPERT_GEMM");
 	if (!sh->unequal) /* the unequal shapes are another split of the same rows */
