@@ -22,6 +22,23 @@ static int failures;
 static const struct moe_backend_ops *H __attribute__((unused)), *C;
 static struct moe_dev *hd __attribute__((unused)), *cd;
 
+/* Both backends opened (cd on GPU 0): 0, or 77 after saying why the test skips (no CUDA backend, no GPU). */
+static __attribute__((unused)) int gpu_test_open(void)
+{
+	H = moe_backend_find("host");
+	C = moe_backend_find("cuda");
+	if (!C) {
+		printf("SKIP: the CUDA backend is not built\n");
+		return 77;
+	}
+	if (C->init(&cd, 0) != MOE_OK) {
+		printf("SKIP: no usable GPU\n");
+		return 77;
+	}
+	H->init(&hd, -1);
+	return 0;
+}
+
 /* n bytes (16 when n is 0) of the cuda backend's memory, zeroed */
 static __attribute__((unused)) void *dalloc(size_t n)
 {

@@ -174,17 +174,8 @@ out:
 
 int main(void)
 {
-	H = moe_backend_find("host");
-	C = moe_backend_find("cuda");
-	if (!C) {
-		printf("SKIP: the CUDA backend is not built\n");
+	if (gpu_test_open())
 		return 77;
-	}
-	if (C->init(&cd, 0) != MOE_OK) {
-		printf("SKIP: no usable GPU\n");
-		return 77;
-	}
-	H->init(&hd, -1);
 	const int64_t uneven[6] = {0, 1, 130, 64, 0, 257}, zipf[8] = {300, 150, 100, 75, 0, 50, 43, 2};
 #ifdef MOE_HAVE_CUTLASS
 	test_grouped_gemm(uneven, 6, 2, 256, 512, "coop");

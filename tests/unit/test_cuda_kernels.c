@@ -280,17 +280,8 @@ static void test_graph(int64_t n, int64_t hdim, int64_t e, int64_t k)
 
 int main(void)
 {
-	H = moe_backend_find("host");
-	C = moe_backend_find("cuda");
-	if (!C) {
-		printf("SKIP: the CUDA backend is not built\n");
+	if (gpu_test_open())
 		return 77;
-	}
-	if (C->init(&cd, 0) != MOE_OK) {
-		printf("SKIP: no usable GPU\n");
-		return 77;
-	}
-	H->init(&hd, -1);
 	test_generate();
 	test_bucket_and_moves(1000, 16, 256);
 	test_bucket_and_moves(65536 + 17, 256, 7168);

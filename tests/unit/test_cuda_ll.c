@@ -357,15 +357,8 @@ static void test_ffn_dev(enum moe_ffn_kind kind, int use_scale)
 
 int main(void)
 {
-	C = moe_backend_find("cuda");
-	if (!C || !C->ll_dispatch || !C->ffn_dev) {
-		printf("SKIP: the CUDA backend (with ll) is not built\n");
+	if (gpu_test_open())
 		return 77;
-	}
-	if (C->init(&cd, 0) != MOE_OK) {
-		printf("SKIP: no usable GPU\n");
-		return 77;
-	}
 	test_ffn_dev(MOE_FFN_SCALE, 0);
 	test_ffn_dev(MOE_FFN_SCALE, 1);
 	test_ffn_dev(MOE_FFN_IDENTITY, 1);
