@@ -23,5 +23,7 @@ cd build-asan
 # first stage only, to keep the suite under 15 minutes on 2 cores: the multinode tests (the MPI and Slurm
 # libraries they load are not ours to check); e2e_ll, whose every-scenario sweep repeats what the sanitized
 # e2e_scenarios (coverage.ini's ll twins) and e2e_layouts (ll over every small layout) already run through
-# the ll code; e2e_torch_anchor (a fake python's timeouts, little C)
-exec ctest --output-on-failure -j"$(nproc)" -E 'multinode|e2e_ll$|e2e_torch_anchor' "$@"
+# the ll code; e2e_torch_anchor (a fake python's timeouts, little C); e2e_determinism (the smoke run 20
+# times: the sanitized e2e_smoke runs its code) and e2e_history_baseline (SQLite and compare on synthetic
+# runs: the sanitized e2e_compare and e2e_history_kill run that code)
+exec ctest --output-on-failure -j"$(nproc)" -E 'multinode|e2e_ll$|e2e_torch_anchor|e2e_determinism|e2e_history_baseline' "$@"
