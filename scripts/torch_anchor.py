@@ -14,9 +14,10 @@ layer_<model>_graph_ms). calibrate stores "figures" as the object "torch" beside
 
 Exit status: 0 with the JSON, 77 when torch does not import or sees no CUDA device (reason on stderr), else 1.
 
-Timing, as calibrate does it: warm-up calls, then CUDA events around `reps` back-to-back calls on the current
-stream, the mean per call; that is repeated `trials` times and the median kept. The L2 cache is not flushed
-(calibrate does not flush it either).
+Timing, as calibrate does it: warm-up calls for at least 20 ms of GPU time, then CUDA events around `reps`
+back-to-back calls on the current stream (more where needed for the block to last 50 ms), the mean per call;
+that is repeated `trials` times and the median kept. The L2 cache is not flushed (calibrate does not flush it
+either).
 """
 import argparse
 import json
@@ -35,17 +36,29 @@ def load_spec(argv):
 
 
 class Timer:
+    """ms per call, timed as calibrate times it: one probe call, warm-up calls for at least warm_ms of GPU time
+    (warmup at least), then blocks of reps calls or more, each lasting block_ms at least; the median block."""
+
     def __init__(self, torch, spec):
         self.torch = torch
         self.warmup = int(spec.get("warmup", 2))
         self.trials = int(spec.get("trials", 5))
+        self.warm_ms = float(spec.get("warm_ms", 20))
+        self.block_ms = float(spec.get("block_ms", 50))
 
     def ms(self, fn, reps):
         torch = self.torch
-        for _ in range(self.warmup):
-            fn()
         a = torch.cuda.Event(enable_timing=True)
         b = torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        probe = max(a.elapsed_time(b), 1e-3)
+        warm = min(max(self.warmup, int(self.warm_ms / probe) + 1), 1000)
+        reps = min(max(reps, int(self.block_ms / probe) + 1), 1000)
+        for _ in range(warm):
+            fn()
         got = []
         for _ in range(self.trials):
             a.record()
@@ -115,8 +128,11 @@ def experts(torch, tm, sh, fig, reps):
         s += c
         ends.append(s)
     offs = torch.tensor(ends, dtype=torch.int32, device="cuda")
-    x = torch.randn(rows, hidden, dtype=torch.bfloat16, device="cuda")
-    w13, w2 = expert_weights(torch, g, hidden, ffn)
+    # the values calibrate gives its experts: uniform in [-1, 1], the weights times 0.02 (a GEMM at the power
+    # limit runs at a clock that depends on the bits it multiplies, so both sides get the same kind)
+    x = torch.rand(rows, hidden, dtype=torch.bfloat16, device="cuda").mul_(2).sub_(1)
+    w13 = torch.rand(g, 2 * ffn, hidden, dtype=torch.bfloat16, device="cuda").mul_(2).sub_(1).mul_(0.02)
+    w2 = torch.rand(g, hidden, ffn, dtype=torch.bfloat16, device="cuda").mul_(2).sub_(1).mul_(0.02)
     w13t, w2t = w13.transpose(-2, -1), w2.transpose(-2, -1)
     h = torch._grouped_mm(x, w13t, offs=offs, out_dtype=torch.bfloat16)
     check_group(torch, x, w13, h, ends, 0, ffn)

@@ -8,9 +8,25 @@ struct timer {
 	cudaEvent_t a, b;
 };
 
+/* ms per call of fn: warm-up calls for at least 20 ms of GPU time (2 at least), then reps calls or more, so
+ * that the timed block lasts 50 ms at least. A short block timed right after another kernel inherits the
+ * clocks that kernel left (the H200's GEMMs run at its power limit): the same path measured 3-4 % apart
+ * depending on which mode ran before it. The PyTorch anchors time the same way (scripts/torch_anchor.py). */
+enum { WARM_MS = 20, BLOCK_MS = 50 };
 static float time_ms(cudaStream_t s, struct timer *t, int reps, int (*fn)(void *), void *arg)
 {
-	for (int i = 0; i < 2; i++) /* warm-up */
+	float probe = 0;
+	cudaEventRecord(t->a, s);
+	if (fn(arg))
+		return -1;
+	cudaEventRecord(t->b, s);
+	cudaEventSynchronize(t->b);
+	cudaEventElapsedTime(&probe, t->a, t->b);
+	probe = probe > 1e-3f ? probe : 1e-3f;
+	int warm = (int)(WARM_MS / probe) + 1, n = (int)(BLOCK_MS / probe) + 1;
+	warm = warm < 2 ? 2 : warm > 1000 ? 1000 : warm;
+	reps = n > reps ? (n > 1000 ? 1000 : n) : reps;
+	for (int i = 0; i < warm; i++)
 		if (fn(arg))
 			return -1;
 	cudaEventRecord(t->a, s);
@@ -283,6 +299,65 @@ static int calib_uneven(struct moe_dev *d, struct timer *t, struct bench *y, con
 	return MOE_OK;
 }
 
+#ifdef MOE_HAVE_CUTLASS
+/* MOEBENCH_CALIB_TILES=1: each grouped GEMM of the shape (gate|up, down) in every CUTLASS tile, the evidence
+ * for moe_cuda_gg_pick's rule. */
+struct gg_bench {
+	struct moe_dev *d;
+	int ne;
+	const int64_t *starts;
+	int64_t n, k, avg;
+	const moe_bf16 *a;
+	const moe_bf16 *const *w;
+	moe_bf16 *dd;
+};
+
+static int b_gg(void *p)
+{
+	struct gg_bench *g = (struct gg_bench *)p;
+	return moe_cuda_grouped_gemm(g->d, g->ne, 1, g->starts, NULL, g->avg, g->n, g->k, g->a, g->w, g->dd, g->n);
+}
+
+static int calib_tiles(struct moe_dev *d, struct timer *t, const struct moe_calib_shape *sh, const int64_t *counts,
+		       moe_bf16 *const *w1, moe_bf16 *const *w2, const moe_bf16 *xin, moe_bf16 *xo, FILE *out)
+{
+	int64_t R = sh->ne * sh->rows, *hs = (int64_t *)malloc((sh->ne + 1) * 8), *ds = NULL;
+	moe_bf16 *act = NULL;
+	hs[0] = 0;
+	for (int64_t j = 0; j < sh->ne; j++)
+		hs[j + 1] = hs[j] + counts[j];
+	CU(cudaMalloc((void **)&ds, (sh->ne + 1) * 8));
+	CU(cudaMemcpy(ds, hs, (sh->ne + 1) * 8, cudaMemcpyHostToDevice));
+	CU(cudaMalloc((void **)&act, (size_t)(R * 2 * sh->f) * 2));
+	fill(d, act, R * 2 * sh->f, 8, 1.0); /* the down GEMM's input: random, as an activation is */
+	for (int pass = 0; pass < 2; pass++) {
+		struct gg_bench g = {d, (int)sh->ne, ds, pass ? sh->h : 2 * sh->f, pass ? sh->f : sh->h, R / sh->ne,
+				     pass ? act : xin, (const moe_bf16 *const *)(pass ? w2 : w1), pass ? xo : act};
+		float r_ms[MOE_GG_NTILES][3];
+		for (int round = 0; round < 3; round++)
+			for (int ti = 0; ti < MOE_GG_NTILES; ti++) {
+				setenv("MOEBENCH_GG_TILE", moe_cuda_gg_tile_name(ti), 1);
+				r_ms[ti][round] = time_ms(d->stream, t, 10, b_gg, &g);
+			}
+		unsetenv("MOEBENCH_GG_TILE");
+		int pick = moe_cuda_gg_pick((int)sh->ne, counts, R / sh->ne, g.n, g.k);
+		for (int ti = 0; ti < MOE_GG_NTILES; ti++) {
+			float *v = r_ms[ti];
+			float ms = v[0] > v[1] ? (v[1] > v[2] ? v[1] : v[0] > v[2] ? v[2] : v[0])
+					       : (v[0] > v[2] ? v[0] : v[1] > v[2] ? v[2] : v[1]);
+			fprintf(out, "experts_%s_%s_%s_TFLOPs\t%.1f\t# %s, N %lld, K %lld (%.3f ms, the median of 3 rounds)%s\n",
+				sh->name, pass ? "down" : "gateup", moe_cuda_gg_tile_name(ti),
+				2.0 * R * g.n * g.k / (ms * 1e-3) / 1e12, pass ? "down" : "gate|up", (long long)g.n,
+				(long long)g.k, ms, ti == pick ? "; the tile the expert phase picks" : "");
+		}
+	}
+	cudaFree(ds);
+	cudaFree(act);
+	free(hs);
+	return MOE_OK;
+}
+#endif
+
 /* Grouped experts of one shape, in each GEMM mode, against one dense GEMM of the same FLOPs and against
  * gemm_TFLOPs (dense). */
 static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench *x, const struct moe_calib_shape *sh,
@@ -342,7 +417,11 @@ static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench 
 			(long long)sh->f, ms, ROUNDS);
 	}
 	unsetenv("MOEBENCH_EXPERT_GEMM");
-	if (!sh->unequal) /* the unequal shapes are another split of the same rows */
+#ifdef MOE_HAVE_CUTLASS
+	if (getenv("MOEBENCH_CALIB_TILES") && rc == MOE_OK)
+		rc = calib_tiles(d, t, sh, s.counts, s.w1, s.w2, (const moe_bf16 *)s.xin, (moe_bf16 *)s.xo, out);
+#endif
+	if (rc == MOE_OK && !sh->unequal) /* the unequal shapes are another split of the same rows */
 		rc = calib_uneven(d, t, &y, sh, dense, flops, out);
 	experts_free(sh, &s);
 	return rc;

@@ -142,12 +142,16 @@ extern "C" int moe_cuda_ffn_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, 
 /* grouped_gemm.cu (MOE_HAVE_CUTLASS only): group g = s * experts + j multiplies expert j's rows
  * [d_starts[j], d_starts[j + 1]) of A (K wide, row-major; d_starts in device memory, experts + 1 of them) by
  * w[g]^T (host array of experts * splits device pointers, each N x K row-major) into columns [s * N, (s + 1) * N)
- * of D (row stride ldd). avg_rows (a host estimate) picks the tile. MOE_ERR_UNSUPPORTED when the operands are not
- * 16-byte aligned. Nothing is read back to the host: the launch can be captured. */
+ * of D (row stride ldd). The tile is picked from avg_rows (a host estimate) and, where the caller has them,
+ * the host row counts h_counts (else NULL). MOE_ERR_UNSUPPORTED when the operands are not 16-byte aligned.
+ * Nothing is read back to the host: the launch can be captured. */
 extern "C" int moe_cuda_grouped_gemm(struct moe_dev *d, int experts, int splits, const int64_t *d_starts,
-				     int64_t avg_rows, int64_t n, int64_t k, const moe_bf16 *a,
-				     const moe_bf16 *const *w, moe_bf16 *dd, int64_t ldd);
-extern "C" int moe_cuda_gg_pick(int64_t avg_rows, int64_t n); /* 1 pingpong 64x128x128, 0 cooperative 128x256x64 */
+				     const int64_t *h_counts, int64_t avg_rows, int64_t n, int64_t k,
+				     const moe_bf16 *a, const moe_bf16 *const *w, moe_bf16 *dd, int64_t ldd);
+/* the grouped GEMM's tiles (grouped_gemm.cu says what each is for); the same bits from every one */
+enum moe_gg_tile { MOE_GG_COOP, MOE_GG_COOP12, MOE_GG_COOP256, MOE_GG_SWAP128, MOE_GG_SWAPC, MOE_GG_NTILES };
+extern "C" int moe_cuda_gg_pick(int experts, const int64_t *h_counts, int64_t avg_rows, int64_t n, int64_t k);
+extern "C" const char *moe_cuda_gg_tile_name(int tile);
 
 /* TMA needs 16-byte aligned rows and bases. */
 static inline int moe_cuda_gg_aligned(int64_t n, int64_t k, int64_t ldd, const void *a, const void *dd,

@@ -45,14 +45,51 @@ __global__ void exact_ffn_kernel(const moe_bf16 *x, const int64_t *row_expert_st
 
 /* act = bf16(silu(g) * u); g and u are the two projections, stored bf16 by the GEMMs (cuBLAS's grouped GEMM
  * has no bf16-in, fp32-out mode) */
+__device__ static inline float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 __global__ void swiglu_act_kernel(const moe_bf16 *gu, int64_t rows, int64_t f, const int64_t *d_total, moe_bf16 *act)
 {
 	int64_t n = live_rows(rows, d_total) * f;
 	for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
 		int64_t r = i / f, c = i % f;
-		float a = bf(gu[r * 2 * f + c]);
-		act[i] = tobf(a / (1.0f + expf(-a)) * bf(gu[r * 2 * f + f + c]));
+		act[i] = tobf(silu_mul(bf(gu[r * 2 * f + c]), bf(gu[r * 2 * f + f + c])));
 	}
+}
+
+/* The same over 8 columns (16 bytes) a thread: f a multiple of 8, gu and act 16-byte aligned. The activation
+ * reads 2 and writes 1 bf16 per value; one 16-byte access each keeps it at copy bandwidth (the scalar kernel
+ * above, 2-byte accesses and a 64-bit division per value, took about twice as long). Index arithmetic in I:
+ * 32 bits whenever rows * f / 8 fits. */
+template <class I>
+__global__ void swiglu_act8_kernel(const moe_bf16 *gu, int64_t rows, I f8, const int64_t *d_total, moe_bf16 *act)
+{
+	I n = (I)live_rows(rows, d_total) * f8;
+	const uint4 *g4 = (const uint4 *)gu;
+	uint4 *a4 = (uint4 *)act;
+	for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+		I r = i / f8, c = i - r * f8;
+		uint4 g = g4[r * 2 * f8 + c], u = g4[r * 2 * f8 + f8 + c], o;
+		const __nv_bfloat162 *gv = (const __nv_bfloat162 *)&g, *uv = (const __nv_bfloat162 *)&u;
+		__nv_bfloat162 *ov = (__nv_bfloat162 *)&o;
+		for (int j = 0; j < 4; j++) {
+			float2 gf = __bfloat1622float2(gv[j]), uf = __bfloat1622float2(uv[j]);
+			ov[j] = __floats2bfloat162_rn(silu_mul(gf.x, uf.x), silu_mul(gf.y, uf.y));
+		}
+		a4[i] = o;
+	}
+}
+
+/* The activation over rows x f (at most *d_total rows when d_total is set). */
+static void swiglu_act(struct moe_dev *d, const moe_bf16 *gu, int64_t rows, int64_t f, const int64_t *d_total,
+		       moe_bf16 *act)
+{
+	if (f % 8 || ((uintptr_t)gu | (uintptr_t)act) & 15)
+		swiglu_act_kernel<<<ew_grid(rows * f), 256, 0, d->stream>>>(gu, rows, f, d_total, act);
+	else if (rows * 2 * (f / 8) < INT32_MAX)
+		swiglu_act8_kernel<uint32_t><<<ew_grid(rows * f / 8), 256, 0, d->stream>>>(gu, rows, (uint32_t)(f / 8),
+											   d_total, act);
+	else
+		swiglu_act8_kernel<int64_t><<<ew_grid(rows * f / 8), 256, 0, d->stream>>>(gu, rows, f / 8, d_total, act);
 }
 
 /* The device pointer arrays [W | A | C] of a batched or grouped GEMM over ng experts. */
@@ -134,7 +171,6 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, in
  * more (GPU-HOST.md; calibrate measures it at 94-99 % of a dense layer of the same FLOPs, within 5 % of the
  * batched GEMM); below that, one batched GEMM when every expert has the same rows (1.25-1.9x the others
  * there), else cuBLAS's grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
-#define MOE_BIG_EXPERT (8ll << 20) /* H x F elements from which an expert counts as large */
 
 static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldc, const void *const *A,
 			const void *const *W, void *const *C, int64_t avg_rows)
@@ -240,7 +276,7 @@ static int swiglu_experts(struct moe_dev *d, const struct moe_ffn_cfg *c, const 
 		int ldc = pass == 2 ? (int)H : (int)(2 * F);
 		rc = expert_gemms(d, ng, rw, N, Kd, ldc, A, W, C, rows / (c->nexperts ? c->nexperts : 1));
 		if (rc == MOE_OK && pass == (fused ? 0 : 1)) { /* both projections are done */
-			swiglu_act_kernel<<<ew_grid(rows * F), 256, 0, d->stream>>>(gu, rows, F, NULL, act);
+			swiglu_act(d, gu, rows, F, NULL, act);
 			if (cudaGetLastError() != cudaSuccess)
 				rc = MOE_ERR_SYSTEM;
 		}
@@ -258,21 +294,16 @@ static int ffn_counted(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe
 #ifdef MOE_HAVE_CUTLASS
 static int gg_usable(const struct moe_ffn_cfg *c);
 
-/* Host counts through CUTLASS's grouped GEMM (or when MOEBENCH_EXPERT_GEMM=cutlass): see below for when. */
-static int cutlass_wanted(const struct moe_ffn_cfg *c, const int64_t *counts, int64_t rows)
+/* Host counts through CUTLASS's grouped GEMM: always where it is built and the operands suit it (unless
+ * MOEBENCH_EXPERT_GEMM names another mode). With its tiles picked per GEMM it was at least as fast as every
+ * cuBLAS mode on calibrate's shapes on the H200 (docs/PERFORMANCE.md), and ffn and ffn_dev then run one GEMM
+ * family, whose tiles all compute the same bits. */
+static int cutlass_wanted(const struct moe_ffn_cfg *c)
 {
 	const char *mode = getenv("MOEBENCH_EXPERT_GEMM");
 	if (c->kind != MOE_FFN_SWIGLU || !gg_usable(c))
 		return 0;
-	if (mode)
-		return !strcmp(mode, "cutlass");
-	/* measured on the H200 (docs/PERFORMANCE.md): below a thousand rows an expert it beats cuBLAS's grouped GEMM
-	 * for unequal rows, and cuBLAS's batched GEMM for equal rows of small experts (Qwen3's 2048 x 768); unequal
-	 * rows always take it, so that ffn and ffn_dev (which has no other GEMM) compute the same bits */
-	int uniform = 1;
-	for (int64_t j = 1; j < c->nexperts; j++)
-		uniform &= counts[j] == counts[0];
-	return rows / c->nexperts < 1024 && (!uniform || c->hidden * c->ffn < MOE_BIG_EXPERT);
+	return !mode || !strcmp(mode, "cutlass");
 }
 #endif
 
@@ -287,7 +318,7 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 	if (rows == 0)
 		return MOE_OK;
 #ifdef MOE_HAVE_CUTLASS
-	if (cutlass_wanted(c, counts, rows))
+	if (cutlass_wanted(c))
 		return ffn_counted(d, c, x, NULL, counts, rows, scale, out, &d->scratch, &d->scratch_bytes);
 #endif
 	/* scratch: scaled input (bf16), starts per expert, g and u (fp32), act (bf16) */
@@ -378,7 +409,7 @@ static int gg_usable(const struct moe_ffn_cfg *c)
 /* SwiGLU with two grouped GEMM launches: gate and up together (one problem of width 2F per expert when W1 and
  * W3 sit back to back, else 2n problems), the activation over the valid rows, then down. */
 static int swiglu_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *u, const int64_t *starts,
-		      int64_t max_rows, moe_bf16 *gu, moe_bf16 *act, moe_bf16 *out)
+		      const int64_t *h_counts, int64_t max_rows, moe_bf16 *gu, moe_bf16 *act, moe_bf16 *out)
 {
 	int64_t H = c->hidden, F = c->ffn, n = c->nexperts, avg = max_rows / n;
 	int fused = 1;
@@ -389,12 +420,13 @@ static int swiglu_dev(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_
 		w[j] = c->d_w1[j];
 		w[n + j] = c->d_w3[j];
 	}
-	int rc = moe_cuda_grouped_gemm(d, (int)n, fused ? 1 : 2, starts, avg, fused ? 2 * F : F, H, u, w, gu, 2 * F);
+	int rc = moe_cuda_grouped_gemm(d, (int)n, fused ? 1 : 2, starts, h_counts, avg, fused ? 2 * F : F, H, u, w, gu,
+				       2 * F);
 	free(w);
 	MOE_CHECK(rc);
-	swiglu_act_kernel<<<ew_grid(max_rows * F), 256, 0, d->stream>>>(gu, max_rows, F, starts + n, act);
+	swiglu_act(d, gu, max_rows, F, starts + n, act);
 	LAUNCHED();
-	return moe_cuda_grouped_gemm(d, (int)n, 1, starts, avg, H, F, act, c->d_w2, out, H);
+	return moe_cuda_grouped_gemm(d, (int)n, 1, starts, h_counts, avg, H, F, act, c->d_w2, out, H);
 }
 #endif
 
@@ -444,7 +476,7 @@ static int ffn_counted(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe
 	}
 #ifdef MOE_HAVE_CUTLASS
 	moe_bf16 *gu = (moe_bf16 *)(sp + ss + su), *act = (moe_bf16 *)(sp + ss + su + 2 * sg);
-	return swiglu_dev(d, c, u, starts, max_rows, gu, act, out);
+	return swiglu_dev(d, c, u, starts, h_counts, max_rows, gu, act, out); /* h_counts: NULL with device counts */
 #else
 	return MOE_ERR_UNSUPPORTED;
 #endif

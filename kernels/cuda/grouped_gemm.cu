@@ -16,17 +16,25 @@ namespace moe_gg {
 
 using namespace cute;
 
-/* One instantiation: bf16 A (rows x K, row-major), B = W (N x K row-major, i.e. column-major K x N), bf16 D
- * (row-major), fp32 accumulation, 2x1 clusters. Pingpong overlaps one warp group's epilogue with the other's
- * MMAs (short K loops per tile: small M or N); cooperative splits a large tile over both. */
-template <bool Pong, class TM, class TN, class TK> struct gg_config {
+/* One instantiation: bf16 operands, fp32 accumulation, bf16 D, CM x CN clusters (2x1 unless said: a cluster
+ * shares B tiles across its M tiles through multicast, but the scheduler rounds each group's M tiles up to a
+ * multiple of CM, a whole wasted tile for an odd count of row tiles). Pingpong overlaps one warp group's
+ * epilogue with the other's MMAs (short K loops per tile: small M or N); cooperative splits a large tile over
+ * both.
+ *
+ * Swap = false: GEMM M is the expert's rows, A the rows (rows x K, row-major), B = W (N x K row-major, i.e.
+ * column-major K x N), D row-major. Swap = true computes D^T = W . A^T instead: GEMM M is the weight's N
+ * (always a multiple of the tile), GEMM N the rows, so that a tile of a few rows reads each weight tile once
+ * (few rows an expert make the weights, not the MMAs, the cost); D^T is column-major, i.e. D row-major. */
+template <bool Swap, bool Pong, class TM, class TN, class TK, class CM = _2, class CN = _1> struct gg_config {
+	static constexpr bool swap = Swap;
 	using T = cutlass::bfloat16_t;
 	using LA = cutlass::layout::RowMajor;
 	using LB = cutlass::layout::ColumnMajor;
-	using LD = cutlass::layout::RowMajor;
+	using LD = cute::conditional_t<Swap, cutlass::layout::ColumnMajor, cutlass::layout::RowMajor>;
 	static constexpr int align = 16 / sizeof(T);
 	using Tile = Shape<TM, TN, TK>;
-	using Cluster = Shape<_2, _1, _1>;
+	using Cluster = Shape<CM, CN, _1>;
 	using KSched = cute::conditional_t<Pong, cutlass::gemm::KernelPtrArrayTmaWarpSpecializedPingpong,
 					   cutlass::gemm::KernelPtrArrayTmaWarpSpecializedCooperative>;
 	using ESched = cute::conditional_t<Pong, cutlass::epilogue::PtrArrayTmaWarpSpecializedPingpong,
@@ -49,13 +57,19 @@ template <bool Pong, class TM, class TN, class TK> struct gg_config {
 	using Shape3 = typename Problem::UnderlyingProblemShape;
 	static_assert(is_same_v<remove_cvref_t<decltype(get<1>(SA{}))>, _1> &&
 			      is_same_v<remove_cvref_t<decltype(get<1>(SB{}))>, _1> &&
-			      is_same_v<remove_cvref_t<decltype(get<1>(SD{}))>, _1>,
-		      "A, B (= W) and D are K-, K- and N-contiguous");
+			      is_same_v<remove_cvref_t<decltype(get<Swap ? 0 : 1>(SD{}))>, _1>,
+		      "A and B are K-contiguous, D contiguous along the weight's N");
 };
 
-/* The two torch._grouped_mm uses on sm90 (aten GroupMM.cu picks by the average M and N the same way). */
-using gg_pong = gg_config<true, _64, _128, _128>;
-using gg_coop = gg_config<false, _128, _256, _64>;
+/* The tiles moe_cuda_gg_pick chooses from (`MOEBENCH_CALIB_TILES=1 moebench calibrate` times each on each
+ * calibrate shape; docs/PERFORMANCE.md). coop is torch._grouped_mm's tile for large rows on sm90; the others
+ * won where it lost: coop12 where row counts are not multiples of 256 (coop's clusters round each expert up
+ * to two row tiles), coop256 for thousands of rows an expert, swap128 for small experts, swapc for few rows. */
+using gg_coop = gg_config<false, false, _128, _256, _64>;
+using gg_coop12 = gg_config<false, false, _128, _256, _64, _1, _2>;
+using gg_coop256 = gg_config<false, false, _256, _128, _64, _1, _2>;
+using gg_swap128 = gg_config<true, true, _128, _128, _64>;
+using gg_swapc = gg_config<true, false, _256, _128, _64>;
 
 /* weights travel by value in the launch (so a captured graph keeps them): GG_CHUNK groups per setup launch */
 enum { GG_CHUNK = 128 };
@@ -84,9 +98,10 @@ __global__ void gg_setup_kernel(gg_arrays<C> ar, gg_weights wc, int g0, int cnt,
 		return;
 	int g = g0 + i, j = g % experts, s = g / experts;
 	int64_t r0 = starts[j], m = starts[j + 1] - r0;
-	ar.shape[g] = typename C::Shape3((int)m, n, k);
-	ar.a[g] = (const typename C::T *)(a + r0 * k);
-	ar.b[g] = (const typename C::T *)wc.w[i];
+	const typename C::T *rows = (const typename C::T *)(a + r0 * k), *wt = (const typename C::T *)wc.w[i];
+	ar.shape[g] = C::swap ? typename C::Shape3(n, (int)m, k) : typename C::Shape3((int)m, n, k);
+	ar.a[g] = C::swap ? wt : rows;
+	ar.b[g] = C::swap ? rows : wt;
 	ar.d[g] = (typename C::T *)(dd + r0 * ldd + (int64_t)s * n);
 	ar.sa[g] = sa;
 	ar.sb[g] = sb;
@@ -135,14 +150,14 @@ static int gg_run(struct moe_dev *d, int experts, int splits, const int64_t *d_s
 	int groups = experts * splits;
 	gg_arrays<C> ar;
 	MOE_CHECK(gg_carve<C>(d, groups, &ar));
-	/* every operand has unit stride along its second mode (A: K, B: K, D: N); D's rows may be wider than N
-	 * (gate | up side by side) */
+	/* A and B have unit stride along K, D along the weight's N; D's rows may be wider than N (gate | up side by
+	 * side) */
 	typename C::SA sa{};
 	typename C::SB sb{};
 	typename C::SD sd{};
 	get<0>(sa) = k;
 	get<0>(sb) = k;
-	get<0>(sd) = ldd;
+	get<C::swap ? 1 : 0>(sd) = ldd;
 	for (int g0 = 0; g0 < groups; g0 += GG_CHUNK) {
 		int cnt = groups - g0 < GG_CHUNK ? groups - g0 : GG_CHUNK;
 		gg_weights wc;
@@ -187,27 +202,50 @@ static int gg_run(struct moe_dev *d, int experts, int splits, const int64_t *d_s
 
 using namespace moe_gg;
 
-/* Which instantiation: MOEBENCH_GG_TILE=pong|coop forces one, else aten's rule (pingpong 64x128x128 when the
- * average rows per group or N is at most 128, cooperative 128x256x64 otherwise). */
-extern "C" int moe_cuda_gg_pick(int64_t avg_rows, int64_t n)
+/* Which instantiation (enum moe_gg_tile) for N x K experts averaging avg_rows rows; h_counts (the experts' row
+ * counts, or NULL where they live on the device) lets coop's 2x1 clusters take rows that fill them.
+ * MOEBENCH_GG_TILE=NAME forces one. Every tile computes the same bits (the fp32 sums run over K in the same
+ * order), so ffn and ffn_dev may pick differently; tests/unit/test_cuda_grouped.c checks it. */
+static const char *const gg_tile_names[MOE_GG_NTILES] = {"coop", "coop12", "coop256", "swap128", "swapc"};
+
+extern "C" const char *moe_cuda_gg_tile_name(int t) { return t >= 0 && t < MOE_GG_NTILES ? gg_tile_names[t] : "?"; }
+
+extern "C" int moe_cuda_gg_pick(int experts, const int64_t *h_counts, int64_t avg_rows, int64_t n, int64_t k)
 {
 	const char *t = getenv("MOEBENCH_GG_TILE");
-	if (t && !strcmp(t, "pong"))
-		return 1;
-	if (t && !strcmp(t, "coop"))
-		return 0;
-	return avg_rows <= 128 || n <= 128;
+	for (int i = 0; t && i < MOE_GG_NTILES; i++)
+		if (!strcmp(t, gg_tile_names[i]))
+			return i;
+	if (n * k < (8ll << 20)) /* small experts (Qwen3-30B-A3B's 2048 x 768) */
+		return MOE_GG_SWAP128;
+	if (avg_rows >= 1024)
+		return MOE_GG_COOP256;
+	if (avg_rows <= 160)
+		return k >= n ? MOE_GG_SWAPC : MOE_GG_COOP12;
+	int fills = h_counts != NULL; /* every expert's rows a whole number of 2 x 128-row clusters */
+	for (int j = 0; fills && j < experts; j++)
+		fills = h_counts[j] % 256 == 0;
+	return fills ? MOE_GG_COOP : MOE_GG_COOP12;
 }
 
 extern "C" int moe_cuda_grouped_gemm(struct moe_dev *d, int experts, int splits, const int64_t *d_starts,
-				     int64_t avg_rows, int64_t n, int64_t k, const moe_bf16 *a,
-				     const moe_bf16 *const *w, moe_bf16 *dd, int64_t ldd)
+				     const int64_t *h_counts, int64_t avg_rows, int64_t n, int64_t k,
+				     const moe_bf16 *a, const moe_bf16 *const *w, moe_bf16 *dd, int64_t ldd)
 {
 	if (experts <= 0 || splits <= 0)
 		return MOE_OK;
 	if (!moe_cuda_gg_aligned(n, k, ldd, a, dd, w, experts * splits) || n > INT32_MAX || k > INT32_MAX)
 		return MOE_ERR_UNSUPPORTED;
-	if (moe_cuda_gg_pick(avg_rows, n))
-		return gg_run<gg_pong>(d, experts, splits, d_starts, n, k, a, w, dd, ldd);
-	return gg_run<gg_coop>(d, experts, splits, d_starts, n, k, a, w, dd, ldd);
+	switch (moe_cuda_gg_pick(experts, h_counts, avg_rows, n, k)) {
+	case MOE_GG_COOP12:
+		return gg_run<gg_coop12>(d, experts, splits, d_starts, n, k, a, w, dd, ldd);
+	case MOE_GG_COOP256:
+		return gg_run<gg_coop256>(d, experts, splits, d_starts, n, k, a, w, dd, ldd);
+	case MOE_GG_SWAP128:
+		return gg_run<gg_swap128>(d, experts, splits, d_starts, n, k, a, w, dd, ldd);
+	case MOE_GG_SWAPC:
+		return gg_run<gg_swapc>(d, experts, splits, d_starts, n, k, a, w, dd, ldd);
+	default:
+		return gg_run<gg_coop>(d, experts, splits, d_starts, n, k, a, w, dd, ldd);
+	}
 }
