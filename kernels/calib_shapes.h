@@ -2,7 +2,12 @@
 #ifndef MOE_CALIB_SHAPES_H
 #define MOE_CALIB_SHAPES_H
 
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
 
 /* One grouped-experts case: ne experts of H x F (swiglu), rows per expert on average. unequal spreads the
  * rows linearly from half to one and a half times the mean (what routed tokens look like, without a router),
@@ -46,6 +51,39 @@ static inline void moe_calib_counts(const struct moe_calib_shape *s, int64_t *co
 	}
 	for (int64_t j = 0; j < s->ne * s->rows - total; j++)
 		counts[j]++;
+}
+
+/* Router-like imbalance with the same total: each row picks expert j with probability proportional to
+ * 1 / (1 + rank_j)^0.8, ranks a fixed shuffle of the experts (seeded), so a few experts are hot (the hottest of
+ * 16 gets about 3x the mean) and some may get none. */
+static inline void moe_calib_zipf_counts(int64_t ne, int64_t total, int64_t *counts)
+{
+	double *cdf = (double *)malloc(ne * sizeof(double)), sum = 0;
+	int64_t *rank = (int64_t *)malloc(ne * 8);
+	for (int64_t j = 0; j < ne; j++)
+		rank[j] = j;
+	for (int64_t j = ne - 1; j > 0; j--) { /* Fisher-Yates, fixed seed */
+		int64_t r = (int64_t)(moe_rng_u64(11, 31, 0, 0, (uint64_t)j) % (uint64_t)(j + 1)), tmp = rank[j];
+		rank[j] = rank[r];
+		rank[r] = tmp;
+	}
+	for (int64_t j = 0; j < ne; j++)
+		cdf[j] = sum += pow(1.0 + (double)rank[j], -0.8);
+	memset(counts, 0, ne * 8);
+	for (int64_t i = 0; i < total; i++) {
+		double u = moe_rng_unit(11, 32, 0, 0, (uint64_t)i) * sum;
+		int64_t lo = 0, hi = ne - 1; /* the first expert whose cdf exceeds u */
+		while (lo < hi) {
+			int64_t mid = (lo + hi) / 2;
+			if (cdf[mid] > u)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		counts[lo]++;
+	}
+	free(cdf);
+	free(rank);
 }
 
 #endif

@@ -58,15 +58,24 @@ static json_t *layer_spec(const char *model, int64_t tokens)
 json_t *moe_torch_anchor_spec(void)
 {
 	json_t *experts = json_array(), *layers = json_array();
-	for (int i = 0; i < MOE_CALIB_NSHAPES; i++) {
-		const struct moe_calib_shape *s = &moe_calib_shapes[i];
+	/* every shape, then the equal-rows ones split by zipf routing as calibrate splits them ("<name>-zipf") */
+	for (int i = 0; i < 2 * MOE_CALIB_NSHAPES; i++) {
+		const struct moe_calib_shape *s = &moe_calib_shapes[i % MOE_CALIB_NSHAPES];
+		int zipf = i >= MOE_CALIB_NSHAPES;
+		if (zipf && s->unequal)
+			continue;
 		int64_t *counts = calloc((size_t)s->ne, sizeof(int64_t));
 		json_t *c = json_array();
-		moe_calib_counts(s, counts);
+		if (zipf)
+			moe_calib_zipf_counts(s->ne, s->ne * s->rows, counts);
+		else
+			moe_calib_counts(s, counts);
 		for (int64_t j = 0; j < s->ne; j++)
 			json_array_append_new(c, json_integer(counts[j]));
 		free(counts);
-		json_array_append_new(experts, json_pack("{s:s, s:I, s:I, s:o}", "name", s->name, "hidden",
+		char name[128];
+		snprintf(name, sizeof(name), "%s%s", s->name, zipf ? "-zipf" : "");
+		json_array_append_new(experts, json_pack("{s:s, s:I, s:I, s:o}", "name", name, "hidden",
 							 (json_int_t)s->h, "ffn", (json_int_t)s->f, "counts", c));
 	}
 	json_array_append_new(layers, layer_spec("deepseek-v3", 4096));

@@ -222,47 +222,15 @@ static void experts_free(const struct moe_calib_shape *sh, struct expert_set *s)
 	free(s->counts);
 }
 
-/* Router-like imbalance with the same total: each row picks expert j with probability proportional to
- * 1 / (1 + rank_j)^0.8, ranks a fixed shuffle of the experts (seeded), so a few experts are hot (the hottest of
- * 16 gets about 3x the mean) and some may get none. */
-static void zipf_counts(int64_t ne, int64_t total, int64_t *counts)
-{
-	double *cdf = (double *)malloc(ne * sizeof(double)), sum = 0;
-	int64_t *rank = (int64_t *)malloc(ne * 8);
-	for (int64_t j = 0; j < ne; j++)
-		rank[j] = j;
-	for (int64_t j = ne - 1; j > 0; j--) { /* Fisher-Yates, fixed seed */
-		int64_t r = (int64_t)(moe_rng_u64(11, 31, 0, 0, (uint64_t)j) % (uint64_t)(j + 1)), tmp = rank[j];
-		rank[j] = rank[r];
-		rank[r] = tmp;
-	}
-	for (int64_t j = 0; j < ne; j++)
-		cdf[j] = sum += pow(1.0 + (double)rank[j], -0.8);
-	memset(counts, 0, ne * 8);
-	for (int64_t i = 0; i < total; i++) {
-		double u = moe_rng_unit(11, 32, 0, 0, (uint64_t)i) * sum;
-		int64_t lo = 0, hi = ne - 1; /* the first expert whose cdf exceeds u */
-		while (lo < hi) {
-			int64_t mid = (lo + hi) / 2;
-			if (cdf[mid] > u)
-				hi = mid;
-			else
-				lo = mid + 1;
-		}
-		counts[lo]++;
-	}
-	free(cdf);
-	free(rank);
-}
-
-/* The same shape's rows split unevenly (zipf_counts): cuBLAS's grouped GEMM, and with CUTLASS its grouped GEMM
- * from host counts and from device counts (ffn_dev, what a captured layer runs). */
+/* The same shape's rows split unevenly (moe_calib_zipf_counts), as the shape "<name>-zipf" (the PyTorch anchors
+ * time it too): cuBLAS's grouped GEMM, what the expert phase picks by itself (auto), and with CUTLASS the
+ * grouped GEMM from device counts (dev: ffn_dev, what a captured layer runs). */
 static int calib_uneven(struct moe_dev *d, struct timer *t, struct bench *y, const struct moe_calib_shape *sh, double dense,
 			double flops, FILE *out)
 {
 	int64_t R = sh->ne * sh->rows, *zc = (int64_t *)malloc(sh->ne * 8), hot = 0, empty = 0;
 	int32_t *z32 = (int32_t *)malloc(sh->ne * 4);
-	zipf_counts(sh->ne, R, zc);
+	moe_calib_zipf_counts(sh->ne, R, zc);
 	for (int64_t j = 0; j < sh->ne; j++) {
 		hot = zc[j] > hot ? zc[j] : hot;
 		empty += zc[j] == 0;
@@ -275,19 +243,22 @@ static int calib_uneven(struct moe_dev *d, struct timer *t, struct bench *y, con
 	z.counts = zc;
 	z.d_counts = dz;
 	z.m = R;
-	const char *names[] = {"grouped", "cutlass", "cutlass_dev"};
+	const char *names[] = {"grouped", "auto", "dev"};
 #ifdef MOE_HAVE_CUTLASS
 	int n = 3;
 #else
-	int n = 1;
+	int n = 2;
 #endif
 	for (int mi = 0; mi < n; mi++) {
-		setenv("MOEBENCH_EXPERT_GEMM", mi == 0 ? "grouped" : "cutlass", 1);
+		if (mi == 0)
+			setenv("MOEBENCH_EXPERT_GEMM", "grouped", 1);
+		else
+			unsetenv("MOEBENCH_EXPERT_GEMM");
 		float ms = time_ms(d->stream, t, 10, mi == 2 ? b_ffn_dev : b_ffn, &z);
 		if (ms <= 0)
 			continue;
 		double tf = flops / (ms * 1e-3) / 1e12;
-		fprintf(out, "experts_%s_zipf_%s_TFLOPs\t%.1f\t%.0f%%\t# %lld rows over %lld experts, zipf 0.8 (hottest %lld rows, %lld empty), H %lld, F %lld: gate|up + act + down%s (%.2f ms; %% of gemm_TFLOPs)\n",
+		fprintf(out, "experts_%s-zipf_%s_TFLOPs\t%.1f\t%.0f%%\t# %lld rows over %lld experts, zipf 0.8 (hottest %lld rows, %lld empty), H %lld, F %lld: gate|up + act + down%s (%.2f ms; %% of gemm_TFLOPs)\n",
 			sh->name, names[mi], tf, 100 * tf / dense, (long long)R, (long long)sh->ne, (long long)hot,
 			(long long)empty, (long long)sh->h, (long long)sh->f,
 			mi == 2 ? ", row counts read on the device" : "", ms);

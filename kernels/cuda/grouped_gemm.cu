@@ -64,7 +64,8 @@ template <bool Swap, bool Pong, class TM, class TN, class TK, class CM = _2, cla
 /* The tiles moe_cuda_gg_pick chooses from (`MOEBENCH_CALIB_TILES=1 moebench calibrate` times each on each
  * calibrate shape; docs/PERFORMANCE.md). coop is torch._grouped_mm's tile for large rows on sm90; the others
  * won where it lost: coop12 where row counts are not multiples of 256 (coop's clusters round each expert up
- * to two row tiles), coop256 for thousands of rows an expert, swap128 for small experts, swapc for few rows. */
+ * to two row tiles), coop256 for the down GEMM of thousands of rows an expert, swap128 for small experts,
+ * swapc for the gate|up GEMM of few rows. */
 using gg_coop = gg_config<false, false, _128, _256, _64>;
 using gg_coop12 = gg_config<false, false, _128, _256, _64, _1, _2>;
 using gg_coop256 = gg_config<false, false, _256, _128, _64, _1, _2>;
@@ -218,14 +219,14 @@ extern "C" int moe_cuda_gg_pick(int experts, const int64_t *h_counts, int64_t av
 			return i;
 	if (n * k < (8ll << 20)) /* small experts (Qwen3-30B-A3B's 2048 x 768) */
 		return MOE_GG_SWAP128;
-	if (avg_rows >= 1024)
-		return MOE_GG_COOP256;
 	if (avg_rows <= 160)
 		return k >= n ? MOE_GG_SWAPC : MOE_GG_COOP12;
 	int fills = h_counts != NULL; /* every expert's rows a whole number of 2 x 128-row clusters */
 	for (int j = 0; fills && j < experts; j++)
 		fills = h_counts[j] % 256 == 0;
-	return fills ? MOE_GG_COOP : MOE_GG_COOP12;
+	if (!fills)
+		return MOE_GG_COOP12;
+	return avg_rows < 1024 || k > n ? MOE_GG_COOP : MOE_GG_COOP256;
 }
 
 extern "C" int moe_cuda_grouped_gemm(struct moe_dev *d, int experts, int splits, const int64_t *d_starts,

@@ -52,8 +52,14 @@ for row in $(grep -oE '^\s*\{"[a-z0-9-]+", [0-9]+, [0-9]+, [0-9]+, [0-9]+, [01]\
   got=$(jget "$OUT/spec.json" "[(len(e['counts']), sum(e['counts']), e['hidden'], e['ffn'], len(set(e['counts'])) > 1) for e in d['experts'] if e['name'] == '$name']")
   want="[($ne, $((ne * rows)), $h, $f, $([ "$uneq" = 1 ] && echo True || echo False))]"
   check "spec shape $name: $want" test "$got" = "$want"
+  if [ "$uneq" = 0 ]; then # its zipf split: the same rows over the same experts, unevenly
+    got=$(jget "$OUT/spec.json" "[(len(e['counts']), sum(e['counts']), e['hidden'], e['ffn'], len(set(e['counts'])) > 1) for e in d['experts'] if e['name'] == '$name-zipf']")
+    want="[($ne, $((ne * rows)), $h, $f, True)]"
+    check "spec shape $name-zipf: $want" test "$got" = "$want"
+  fi
 done
-check "the spec has ten shapes" test "$(jget "$OUT/spec.json" "len(d['experts'])")" = 10
+check "the spec has fifteen shapes (ten, and the five equal ones split by zipf)" \
+  test "$(jget "$OUT/spec.json" "len(d['experts'])")" = 15
 check "the spec's DeepSeek-V3 layer routes as the model (sigmoid, 8 groups keep 4, bias, x 2.5)" \
   test "$(jget "$OUT/spec.json" "[(l['score'], l['groups'], l['topk_groups'], l['bias'], l['scale'], l['shared'], l['tokens']) for l in d['layers'] if l['name'] == 'deepseek-v3']")" \
   = "[('sigmoid', 8, 4, True, 2.5, 1, 4096)]"
@@ -124,8 +130,8 @@ PY
 PYTHONPATH="$OUT/faketorch" python3 "$SRC/scripts/torch_anchor.py" --spec "$OUT/spec.json" >"$OUT/ft.json" 2>"$OUT/ft.err"
 rc=$?
 check "a failing torch still exits 0 (got $rc)" test $rc -eq 0
-check "with every step's failure named (rooflines, 10 shapes, 2 layers)" \
-  test "$(jget "$OUT/ft.json" "(len(d['errors']), d['figures'], d['env']['device'])")" = "(13, {}, 'FakeGPU')"
+check "with every step's failure named (rooflines, 15 shapes, 2 layers)" \
+  test "$(jget "$OUT/ft.json" "(len(d['errors']), d['figures'], d['env']['device'])")" = "(18, {}, 'FakeGPU')"
 check "each says why" \
   test "$(jget "$OUT/ft.json" "d['errors']['experts_qwen3-30b-a3b-unequal']")" = "RuntimeError: fake torch has no tensor"
 finish
