@@ -182,15 +182,27 @@ static void serve_message(struct launch *L, int r)
 	serve_allgather(L);
 }
 
-/* The timeout's reason: every rank that has not reported, with the phase and iteration it is in. */
+/* The timeout's reason: every rank that has not reported, with the phase and iteration it is in. A rank writes
+ * its own slot of the status area; a slot holding no phase or an iteration past warm-up, timed and period
+ * iterations is said to be unreadable (a rank that wrote out of bounds may have overwritten it) rather than
+ * printed as if it meant something. */
 static void describe_timeout(struct launch *L)
 {
 	size_t k = (size_t)snprintf(L->reason, sizeof(L->reason), "timed out after %.1f s:", L->p->timeout);
-	for (int r = 0; r < L->n && k < sizeof(L->reason); r++)
-		if (!L->rp[r].result)
-			k += (size_t)snprintf(L->reason + k, sizeof(L->reason) - k, " rank %d in phase %s (iteration %lld);", r,
-					      moe_phase_name(atomic_load(&L->status->phase[r])),
-					      (long long)atomic_load(&L->status->iter[r]));
+	long long most = (long long)L->p->warmup + 2ll * L->p->iters + 1;
+	for (int r = 0; r < L->n && k < sizeof(L->reason); r++) {
+		if (L->rp[r].result)
+			continue;
+		int ph = atomic_load(&L->status->phase[r]);
+		long long it = (long long)atomic_load(&L->status->iter[r]);
+		if (ph < 0 || ph >= MOE_PH_COUNT || it < 0 || it > most)
+			k += (size_t)snprintf(L->reason + k, sizeof(L->reason) - k,
+					      " rank %d: its status slot is unreadable (phase %d, iteration %lld: overwritten?);",
+					      r, ph, it);
+		else
+			k += (size_t)snprintf(L->reason + k, sizeof(L->reason) - k, " rank %d in phase %s (iteration %lld);",
+					      r, moe_phase_name(ph), it);
+	}
 }
 
 /* The progress line on a terminal, at most four times a second: the slowest rank's phase and iteration, read

@@ -1,6 +1,7 @@
 /* CUDA backend, experts: the expert FFN over rows in expert-major order; the exact modes (scale, identity) as
- * one kernel, SwiGLU as bf16 GEMMs dispatched batched, grouped or one per expert over side streams, or as
- * CUTLASS's Hopper grouped GEMM with the row counts on the device (ffn_dev, and unequal host counts). */
+ * one kernel, SwiGLU as CUTLASS's Hopper grouped GEMM with the row counts on the device where it is built
+ * (ffn_dev, and host counts too), else as cuBLAS bf16 GEMMs dispatched batched, grouped or one per expert over
+ * side streams. */
 #include "cuda_internal.h"
 
 /* Rows a kernel touches: all of them, or the valid ones (*d_total, within the bound) when the counts live on
@@ -167,7 +168,7 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, in
 	return MOE_OK;
 }
 
-/* The expert GEMMs: one cublasGemmEx per expert over side streams once experts have about a thousand rows or
+/* The cuBLAS expert GEMMs (builds without CUTLASS, or MOEBENCH_EXPERT_GEMM): one cublasGemmEx per expert over side streams once experts have about a thousand rows or
  * more (GPU-HOST.md; calibrate measures it at 94-99 % of a dense layer of the same FLOPs, within 5 % of the
  * batched GEMM); below that, one batched GEMM when every expert has the same rows (1.25-1.9x the others
  * there), else cuBLAS's grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
@@ -341,7 +342,7 @@ int cuda_ffn(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe_bf16 *x, 
 	return swiglu_experts(d, c, u, counts, rows, gu, act, out);
 }
 
-/* ---- experts with row counts on the device (ffn_dev; unequal host counts take it too with CUTLASS) ---- */
+/* ---- experts with row counts on the device (ffn_dev; host counts take it too where CUTLASS is built) ---- */
 
 /* starts[0] = 0, starts[j + 1] = min(counts[0] + ... + counts[j], max_rows): one block of 1024 threads scans
  * 1024 experts at a time. starts[n] is the valid rows' total, which the elementwise kernels read. */
