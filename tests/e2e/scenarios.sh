@@ -4,7 +4,11 @@
 for f in "$SRC"/scenarios/*.ini; do
   n=$(basename "$f" .ini)
   case $n in bench-gpu | bench-multigpu) continue ;; esac # real model shapes: GPU only (scripts/gpu-check.sh)
-  "$MOEBENCH" run "$f" --out "$OUT/$n" -q >"$OUT/$n.out" 2>&1
+  # MOE_E2E_SHORT=1 (the sanitized stage of scripts/test.sh): the bench files with a warm-up and two timed
+  # iterations, enough for the sanitizers to see every path and a stale buffer, instead of their 20
+  short=()
+  [ "${MOE_E2E_SHORT:-0}" = 1 ] && case $n in bench-*) short=(--iters 2 --warmup 1) ;; esac
+  "$MOEBENCH" run "$f" "${short[@]}" --out "$OUT/$n" -q >"$OUT/$n.out" 2>&1
   rc=$?
   J=$(run_json "$OUT/$n")
   check "$n: exit 0 (got $rc)" test "$rc" -eq 0
