@@ -13,6 +13,12 @@ struct timer {
  * clocks that kernel left (the H200's GEMMs run at its power limit): the same path measured 3-4 % apart
  * depending on which mode ran before it. The PyTorch anchors time the same way (scripts/torch_anchor.py). */
 enum { WARM_MS = 20, BLOCK_MS = 50 };
+
+static float median3(const float *v)
+{
+	return v[0] > v[1] ? (v[1] > v[2] ? v[1] : v[0] > v[2] ? v[2] : v[0]) : (v[0] > v[2] ? v[0] : v[1] > v[2] ? v[2] : v[1]);
+}
+
 static float time_ms(cudaStream_t s, struct timer *t, int reps, int (*fn)(void *), void *arg)
 {
 	float probe = 0;
@@ -313,9 +319,7 @@ static int calib_tiles(struct moe_dev *d, struct timer *t, const struct moe_cali
 		unsetenv("MOEBENCH_GG_TILE");
 		int pick = moe_cuda_gg_pick((int)sh->ne, counts, R / sh->ne, g.n, g.k);
 		for (int ti = 0; ti < MOE_GG_NTILES; ti++) {
-			float *v = r_ms[ti];
-			float ms = v[0] > v[1] ? (v[1] > v[2] ? v[1] : v[0] > v[2] ? v[2] : v[0])
-					       : (v[0] > v[2] ? v[0] : v[1] > v[2] ? v[2] : v[1]);
+			float ms = median3(r_ms[ti]);
 			fprintf(out, "experts_%s_%s_%s_TFLOPs\t%.1f\t# %s, N %lld, K %lld (%.3f ms, the median of 3 rounds)%s\n",
 				sh->name, pass ? "down" : "gateup", moe_cuda_gg_tile_name(ti),
 				2.0 * R * g.n * g.k / (ms * 1e-3) / 1e12, pass ? "down" : "gate|up", (long long)g.n,
@@ -379,8 +383,7 @@ static int calib_experts(struct moe_dev *d, struct timer *t, const struct bench 
 			r_ms[mi][round] = time_ms(d->stream, t, 10, b_ffn, &y);
 		}
 	for (int mi = 0; mi < NMODES; mi++) {
-		float *v = r_ms[mi]; /* the median of three */
-		ms = v[0] > v[1] ? (v[1] > v[2] ? v[1] : v[0] > v[2] ? v[2] : v[0]) : (v[0] > v[2] ? v[0] : v[1] > v[2] ? v[2] : v[1]);
+		ms = median3(r_ms[mi]);
 		double tf = flops / (ms * 1e-3) / 1e12;
 		fprintf(out, "experts_%s_%s_TFLOPs\t%.1f\t%.0f%%\t%.0f%%\t# %lld experts x %lld rows%s, H %lld, F %lld: gate|up + act + down (%.2f ms, the median of %d rounds taken in turn with the other modes; %% of gemm_TFLOPs, then of the same-FLOPs dense layer)\n",
 			sh->name, modes[mi], tf, 100 * tf / dense, 100 * tf / same, (long long)sh->ne,
@@ -405,8 +408,13 @@ extern "C" int moe_cuda_calibrate(int gpu, FILE *out, double *copy_out, double *
 		return MOE_ERR_UNSUPPORTED;
 	cudaDeviceProp prop;
 	cudaGetDeviceProperties(&prop, d->gpu);
-	fprintf(out, "# %s, %d SMs, %.0f MiB; every figure is the mean of timed repetitions after 2 warm-ups, CUDA events\n",
+	fprintf(out, "# %s, %d SMs, %.0f MiB; every figure is the mean of a timed block (10 calls or more, 50 ms at "
+		     "least) after 20 ms of warm-up, CUDA events\n",
 		prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1048576.0);
+#ifndef MOE_HAVE_CUTLASS
+	if (getenv("MOEBENCH_CALIB_TILES"))
+		fprintf(out, "# MOEBENCH_CALIB_TILES: this build has no CUTLASS grouped GEMM, so no tiles to time\n");
+#endif
 	struct timer t;
 	cudaEventCreate(&t.a);
 	cudaEventCreate(&t.b);

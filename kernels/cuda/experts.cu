@@ -168,11 +168,11 @@ static int grouped(struct moe_dev *d, int ng, const int *rows, int N, int Kd, in
 	return MOE_OK;
 }
 
-/* The cuBLAS expert GEMMs (builds without CUTLASS, or MOEBENCH_EXPERT_GEMM): one cublasGemmEx per expert over side streams once experts have about a thousand rows or
- * more (GPU-HOST.md; calibrate measures it at 94-99 % of a dense layer of the same FLOPs, within 5 % of the
- * batched GEMM); below that, one batched GEMM when every expert has the same rows (1.25-1.9x the others
- * there), else cuBLAS's grouped GEMM. MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
-
+/* The cuBLAS expert GEMMs (builds without CUTLASS, or MOEBENCH_EXPERT_GEMM): one cublasGemmEx per expert over
+ * side streams once experts have about a thousand rows or more (GPU-HOST.md; calibrate measures it at 94-99 %
+ * of a dense layer of the same FLOPs, within 5 % of the batched GEMM); below that, one batched GEMM when every
+ * expert has the same rows (1.25-1.9x the others there), else cuBLAS's grouped GEMM.
+ * MOEBENCH_EXPERT_GEMM=batched|grouped|loop forces one (batched falls back when rows differ). */
 static int expert_gemms(struct moe_dev *d, int ng, const int *rows, int N, int Kd, int ldc, const void *const *A,
 			const void *const *W, void *const *C, int64_t avg_rows)
 {
@@ -296,9 +296,11 @@ static int ffn_counted(struct moe_dev *d, const struct moe_ffn_cfg *c, const moe
 static int gg_usable(const struct moe_ffn_cfg *c);
 
 /* Host counts through CUTLASS's grouped GEMM: always where it is built and the operands suit it (unless
- * MOEBENCH_EXPERT_GEMM names another mode). With its tiles picked per GEMM it was at least as fast as every
- * cuBLAS mode on calibrate's shapes on the H200 (docs/PERFORMANCE.md), and ffn and ffn_dev then run one GEMM
- * family, whose tiles all compute the same bits. */
+ * MOEBENCH_EXPERT_GEMM names another mode). With its tiles picked per GEMM it leads torch._grouped_mm on every
+ * calibrate shape on the H200 and cuBLAS on unequal rows of few hundred an expert; cuBLAS's loop or batched
+ * GEMM is up to 5 % faster on equal rows and on thousands of rows an expert (docs/PERFORMANCE.md), but its
+ * split-K sums differ in the last bit, and ffn and ffn_dev (CUTLASS only) must compute the same bits for
+ * ll == a2a. Every CUTLASS tile computes the same bits. */
 static int cutlass_wanted(const struct moe_ffn_cfg *c)
 {
 	const char *mode = getenv("MOEBENCH_EXPERT_GEMM");

@@ -217,6 +217,12 @@ extern "C" int moe_cuda_gg_pick(int experts, const int64_t *h_counts, int64_t av
 	for (int i = 0; t && i < MOE_GG_NTILES; i++)
 		if (!strcmp(t, gg_tile_names[i]))
 			return i;
+	static int warned;
+	if (t && *t && !warned) { /* a tile that does not exist (pong, an older name, or a typo) is said once */
+		warned = 1;
+		fprintf(stderr, "moebench: warning: MOEBENCH_GG_TILE=%s is not a tile (coop, coop12, coop256, swap128, "
+				"swapc); the tile is picked by size\n", t);
+	}
 	if (n * k < (8ll << 20)) /* small experts (Qwen3-30B-A3B's 2048 x 768) */
 		return MOE_GG_SWAP128;
 	if (avg_rows <= 160)

@@ -1,6 +1,6 @@
 /* The CUTLASS grouped GEMM against a host reference GEMM per group (unequal rows, empty groups, rows not a
- * multiple of the tile, every tile, the same bits from each), and the CUDA backend's ffn_dev (row counts on the device)
- * against the host backend's ffn. Exits 77 without a GPU. */
+ * multiple of the tile, every tile, the same bits from each), and the CUDA backend's ffn_dev (row counts on
+ * the device) against the host backend's ffn. Exits 77 without a GPU. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 int moe_cuda_grouped_gemm(struct moe_dev *d, int experts, int splits, const int64_t *d_starts, const int64_t *h_counts,
 			  int64_t avg_rows, int64_t n, int64_t k, const moe_bf16 *a, const moe_bf16 *const *w,
 			  moe_bf16 *dd, int64_t ldd);
+const char *moe_cuda_gg_tile_name(int tile); /* "?" past the last tile */
 #endif
 
 static float rnd(uint64_t i, uint64_t salt) { return (float)(2.0 * moe_rng_unit(77, 21, 0, salt, i) - 1.0); }
@@ -44,9 +45,6 @@ static double worst_row(const moe_bf16 *got, int64_t lg, const double *want, int
 }
 
 #ifdef MOE_HAVE_CUTLASS
-static const char *const tiles[] = {"coop", "coop12", "coop256", "swap128", "swapc"};
-enum { NTILES = sizeof(tiles) / sizeof(tiles[0]) };
-
 /* splits weights per expert side by side in D (ldd = splits * n), as the gate and up projections are. Every
  * tile is run; each must match the reference, and all of them the same bits (the fp32 sums run over K in one
  * order whatever the tile), which lets ffn_dev and ffn pick tiles from different row estimates. */
@@ -77,8 +75,8 @@ static void test_grouped_gemm(const int64_t *counts, int ne, int splits, int64_t
 	void *da = up(a, (size_t)(rows * k) * 2 + 2), *dst = up(starts, (size_t)(ne + 1) * 8);
 	size_t dbytes = (size_t)((rows + spare) * ldd) * 2;
 	moe_bf16 *dd = C->alloc(cd, dbytes), *first = NULL;
-	for (int t = 0; t < NTILES; t++) {
-		const char *tile = tiles[t];
+	for (int t = 0; strcmp(moe_cuda_gg_tile_name(t), "?"); t++) { /* every tile grouped_gemm.cu has */
+		const char *tile = moe_cuda_gg_tile_name(t);
 		C->memset(cd, dd, 0xff, dbytes); /* NaNs: a row or column the GEMM skips cannot pass */
 		setenv("MOEBENCH_GG_TILE", tile, 1);
 		EXPECT(moe_cuda_grouped_gemm(cd, ne, splits, dst, counts, rows / ne, n, k, da, dw, dd, ldd) == MOE_OK,
@@ -96,15 +94,17 @@ static void test_grouped_gemm(const int64_t *counts, int ne, int splits, int64_t
 		for (int64_t i = 0; first && i < rows * ldd; i++)
 			differ += got[i] != first[i];
 		EXPECT(differ == 0, "grouped GEMM: %lld of %lld values differ between tiles %s and %s", (long long)differ,
-		       (long long)(rows * ldd), tiles[0], tile);
+		       (long long)(rows * ldd), moe_cuda_gg_tile_name(0), tile);
 		printf("grouped GEMM %s, %d groups x %d splits, %lld rows, N %lld, K %lld: worst row relative error "
-		       "%.3g%s\n", tile, ne, splits, (long long)rows, (long long)n, (long long)k, worst,
-		       first ? (differ ? ", bits differ from coop" : ", the same bits as coop") : "");
+		       "%.3g%s%s\n", tile, ne, splits, (long long)rows, (long long)n, (long long)k, worst,
+		       first ? (differ ? ", bits differ from " : ", the same bits as ") : "",
+		       first ? moe_cuda_gg_tile_name(0) : "");
 		if (first)
 			free(got);
 		else
 			first = got;
 	}
+	EXPECT(first != NULL, "grouped_gemm.cu names no tile");
 	moe_bf16 *got = first;
 	for (int g = 0; g < ne * splits; g++) {
 		free(hw[g]);
